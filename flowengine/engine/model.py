@@ -1,0 +1,186 @@
+"""The engine's values: session state, the events it takes and the results it returns.
+
+All plain, immutable and JSON-serialisable (`to_json` / `from_json`), so a store can keep a state
+and any process can carry on from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# What a session is waiting for.
+Waiting = Literal["start", "click", "text", "action", "agent", "ended"]
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A handoff in progress: where the conversation goes for each outcome."""
+
+    queue: str
+    priority: str
+    reason: str | None
+    back: tuple[str, str] | None  # (flow, step) to continue at when the agent hands back
+    offline: tuple[str, str] | None = None
+    timeout: tuple[str, str] | None = None
+    assigned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    version: str
+    locale: str
+    flow: str = ""
+    step: str = ""
+    waiting: Waiting = "start"
+    vars: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    stack: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # (id, label) of what can be clicked now
+    tries: int = 0
+    pending: str | None = None  # id of the action call being waited for
+    counter: int = 0
+    handoff: Handoff | None = None
+    resolution: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        h = self.handoff
+        return {
+            "version": self.version, "locale": self.locale, "flow": self.flow, "step": self.step,
+            "waiting": self.waiting, "vars": self.vars, "context": self.context,
+            "stack": [list(f) for f in self.stack], "options": [list(o) for o in self.options],
+            "tries": self.tries, "pending": self.pending, "counter": self.counter,
+            "handoff": None if h is None else {
+                "queue": h.queue, "priority": h.priority, "reason": h.reason,
+                "back": _pair(h.back), "offline": _pair(h.offline), "timeout": _pair(h.timeout),
+                "assigned": h.assigned,
+            },
+            "resolution": self.resolution,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> State:
+        h = d.get("handoff")
+        return cls(
+            version=d["version"], locale=d["locale"], flow=d["flow"], step=d["step"],
+            waiting=d["waiting"], vars=dict(d.get("vars", {})), context=dict(d.get("context", {})),
+            stack=tuple((a, b) for a, b in d.get("stack", [])),
+            options=tuple((a, b) for a, b in d.get("options", [])),
+            tries=d.get("tries", 0), pending=d.get("pending"), counter=d.get("counter", 0),
+            handoff=None if h is None else Handoff(
+                queue=h["queue"], priority=h["priority"], reason=h.get("reason"),
+                back=_tuple(h.get("back")), offline=_tuple(h.get("offline")),
+                timeout=_tuple(h.get("timeout")), assigned=h.get("assigned", False),
+            ),
+            resolution=d.get("resolution"),
+        )
+
+
+def _pair(p: tuple[str, str] | None) -> list[str] | None:
+    return None if p is None else list(p)
+
+
+def _tuple(p: list[str] | None) -> tuple[str, str] | None:
+    return None if p is None else (p[0], p[1])
+
+
+# -- events in ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Choose:
+    option: str
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskForPerson:
+    """The shopper's "talk to a person", allowed at any step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    call_id: str
+    outcome: Literal["ok", "not_found", "error"]
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffUpdate:
+    outcome: Literal["assigned", "offline", "timeout", "closed", "handed_back"]
+
+
+Event = Choose | Text | AskForPerson | Restart | ActionResult | HandoffUpdate
+
+
+# -- results out ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A line of the transcript. `sender` is bot, shopper or system."""
+
+    sender: str
+    text: str
+    options: tuple[dict[str, str], ...] = ()
+    input: dict[str, Any] | None = None
+    locale: str | None = None  # the locale the text was found in (tests check for fallbacks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.sender, "text": self.text, "options": list(self.options),
+                "input": self.input}
+
+
+@dataclass(frozen=True, slots=True)
+class CallAction:
+    call_id: str
+    action: str
+    args: dict[str, Any]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHandoff:
+    queue: str
+    priority: str
+    reason: str | None
+    flow: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelHandoff:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardToAgent:
+    text: str
+
+
+Effect = CallAction | RequestHandoff | CancelHandoff | ForwardToAgent
+
+
+@dataclass(frozen=True, slots=True)
+class EngineError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    state: State
+    messages: tuple[Message, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()  # analytics: step entered, option chosen, ...
+    error: EngineError | None = None
+    visited: tuple[tuple[str, str, str], ...] = ()  # (flow, step, edge label) taken, for coverage

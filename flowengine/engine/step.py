@@ -1,0 +1,519 @@
+"""The transition function: `step(project, state, event, now) -> Result`. Pure.
+
+No I/O, no clock (the caller passes `now`), no randomness, nothing mutated: a new `State` comes
+back with the messages to show, the effects for the shell to run (call an action, enqueue a
+handoff), analytics events, and an error when the event does not fit the state. It never raises
+on shopper input; a bad event returns an error and the state unchanged.
+
+One event may run several steps (say -> call) until the conversation waits again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from ..language import ir
+from ..language.templates import Expression, Template
+from ..language.text import Text as LocalText
+from ..language.text import fallback_chain, normalise_locale
+from . import model as m
+from .system_text import TEXTS
+
+MAX_TEXT = 2000  # characters of shopper text the engine accepts in one message
+MAX_STEPS_PER_EVENT = 200  # a guard behind the validator's E111 check
+
+
+def start(
+    project: ir.Project,
+    *,
+    now: float,
+    locale: str = "",
+    context: Mapping[str, Any] | None = None,
+    flow: str | None = None,
+) -> m.Result:
+    """A new conversation, run up to its first wait."""
+    settings = project.settings
+    state = m.State(
+        version=project.version,
+        locale=normalise_locale(locale) if locale else settings.locales[0],
+        context=_clean_context(context or {}),
+    )
+    name = flow if flow in project.flows else settings.start
+    run = _Run(project, state, now)
+    run.emit("session_started", flow=name, locale=state.locale)
+    run.enter_flow(name)
+    return run.result()
+
+
+def step(project: ir.Project, state: m.State, event: m.Event, now: float) -> m.Result:
+    """Apply one event to a session."""
+    try:
+        return _dispatch(project, state, event, now)
+    except _Refused as refused:
+        return m.Result(state, error=m.EngineError(refused.code, refused.message))
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -> m.Result:
+    if state.flow and state.flow not in project.flows:
+        raise _Refused("flow_gone", "this conversation's flow is no longer available; restart")
+    run = _Run(project, state, now)
+    match event:
+        case m.Restart():
+            run.restart()
+        case _ if state.waiting == "ended":
+            raise _Refused("conversation_ended", "this conversation has ended; send restart")
+        case m.AskForPerson():
+            run.ask_for_person()
+        case m.Choose(option=option):
+            run.choose(option)
+        case m.Text(text=text):
+            run.text(text)
+        case m.ActionResult():
+            run.action_result(event)
+        case m.HandoffUpdate(outcome=outcome):
+            run.handoff_update(outcome)
+        case _:
+            raise _Refused("unknown_event", f"unknown event {type(event).__name__}")
+    return run.result()
+
+
+def _clean_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Only JSON-like values of bounded size reach templates."""
+    out: dict[str, Any] = {}
+    for key in ("shopper", "page", "context"):
+        value = context.get(key)
+        if isinstance(value, dict):
+            out[key] = {str(k)[:64]: v for k, v in list(value.items())[:32]
+                        if isinstance(v, str | int | float | bool | type(None))
+                        and (not isinstance(v, str) or len(v) <= 500)}
+    return out
+
+
+class _Run:
+    """The working copy of one transition; `result()` freezes it."""
+
+    def __init__(self, project: ir.Project, state: m.State, now: float) -> None:
+        self.project = project
+        self.before = state
+        self.now = now
+        self.flow_name = state.flow
+        self.key = state.step
+        self.vars = dict(state.vars)
+        self.stack = list(state.stack)
+        self.waiting: m.Waiting = state.waiting
+        self.options = state.options
+        self.tries = state.tries
+        self.pending = state.pending
+        self.counter = state.counter
+        self.handoff = state.handoff
+        self.resolution = state.resolution
+        self.locale = state.locale
+        self.context = state.context
+        self.messages: list[m.Message] = []
+        self.effects: list[m.Effect] = []
+        self.events: list[dict[str, Any]] = []
+        self.visited: list[tuple[str, str, str]] = []
+        self.budget = MAX_STEPS_PER_EVENT
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def flow(self) -> ir.Flow:
+        return self.project.flows[self.flow_name]
+
+    @property
+    def current(self) -> ir.Step:
+        return self.flow.steps[self.key]
+
+    def variables(self) -> dict[str, Any]:
+        ctx = self.context
+        return {**self.vars, "shopper": ctx.get("shopper", {}), "page": ctx.get("page", {}),
+                "context": ctx.get("context", {}), "locale": self.locale}
+
+    def chain(self) -> tuple[str, ...]:
+        default = self.flow.default_locale if self.flow_name else self.project.settings.locales[0]
+        return fallback_chain(self.locale, default)
+
+    def render(self, text: LocalText) -> tuple[str, str]:
+        return text.render(self.chain(), self.variables())
+
+    def say(self, text: LocalText, *, sender: str = "bot", options: tuple[dict[str, str], ...] = (),
+            input_: dict[str, Any] | None = None) -> None:
+        body, loc = self.render(text)
+        self.messages.append(m.Message(sender, body, options, input_, loc))
+
+    def echo(self, text: str) -> None:
+        self.messages.append(m.Message("shopper", text))
+
+    def emit(self, kind: str, **data: Any) -> None:
+        self.events.append({"type": kind, "at": self.now, **data})
+
+    def result(self) -> m.Result:
+        state = m.State(
+            version=self.before.version if self.before.version else self.project.version,
+            locale=self.locale, flow=self.flow_name, step=self.key, waiting=self.waiting,
+            vars=self.vars, context=self.context, stack=tuple(self.stack), options=self.options,
+            tries=self.tries, pending=self.pending, counter=self.counter, handoff=self.handoff,
+            resolution=self.resolution,
+        )
+        return m.Result(state, tuple(self.messages), tuple(self.effects), tuple(self.events),
+                        None, tuple(self.visited))
+
+    # -- movement ------------------------------------------------------------------------
+    def enter_flow(self, name: str) -> None:
+        self.flow_name = name
+        self.emit("flow_started", flow=name)
+        self.go(self.project.flows[name].start)
+
+    def follow(self, label: str) -> None:
+        """Leave the current step along the edge `label`."""
+        self.visited.append((self.flow_name, self.key, label))
+        self.go(self.current.edges.get(label, ir.END))
+
+    def go(self, target: str) -> None:
+        """Run steps from `target` until the conversation waits or ends."""
+        while True:
+            self.budget -= 1
+            if self.budget < 0:
+                raise _Refused("loop_limit", "the flow ran too many steps without waiting")
+            if target == ir.END:
+                if not self.finish_flow(None):
+                    return
+                target = self.key_after_return
+                continue
+            if target == ir.HANDOFF:
+                self.start_handoff(self.project.settings.handoff_queue,
+                                   self.project.settings.handoff_priority,
+                                   f"{self.flow_name}.{self.key}", back=None)
+                return
+            self.key = target
+            step = self.current
+            self.emit("step_entered", flow=self.flow_name, step=step.key)
+            nxt = self.run_step(step)
+            if nxt is None:
+                return
+            self.visited.append((self.flow_name, step.key, nxt))
+            target = step.edges.get(nxt, ir.END)
+
+    def finish_flow(self, resolution: str | None) -> bool:
+        """End the current flow; True if a linking flow continues (at `key_after_return`)."""
+        self.emit("flow_ended", flow=self.flow_name, resolution=resolution)
+        if self.stack:
+            self.flow_name, self.key_after_return = self.stack.pop()
+            return True
+        self.waiting = "ended"
+        self.options = ()
+        self.resolution = resolution
+        self.emit("conversation_ended", resolution=resolution)
+        return False
+
+    key_after_return: str = ir.END
+
+    # -- steps: each returns the edge label to follow, or None to wait ----------------------
+    def run_step(self, step: ir.Step) -> str | None:
+        match step:
+            case ir.Say():
+                self.say(step.text)
+                return "next"
+            case ir.Menu():
+                self.show_menu(step)
+                return None
+            case ir.Ask():
+                self.show_ask(step, step.prompt)
+                self.tries = 0
+                return None
+            case ir.Call():
+                self.counter += 1
+                self.pending = f"{self.counter}"
+                args = {k: self.value(v) for k, v in step.args.items()}
+                self.effects.append(m.CallAction(self.pending, step.action, args, step.timeout))
+                self.waiting = "action"
+                self.options = ()
+                return None
+            case ir.Switch():
+                subject = step.subject.evaluate(self.variables()) if step.subject else None
+                label = step.cases.get(_case_key(subject))
+                return label or "default"
+            case ir.If():
+                holds = step.condition.truth(self.variables()) if step.condition else False
+                return "then" if holds else "else"
+            case ir.Set():
+                for name, v in step.values.items():
+                    self.vars[name] = self.value(v)
+                return "next"
+            case ir.Goto():
+                return "next"
+            case ir.Link():
+                if step.flow not in self.project.flows:
+                    return "next"
+                self.stack.append((self.flow_name, step.edges.get("next", ir.END)))
+                self.emit("flow_linked", flow=step.flow, parent=self.flow_name)
+                self.flow_name = step.flow
+                self.go(self.project.flows[step.flow].start)
+                return None
+            case ir.Handoff():
+                flow = self.flow_name
+                self.start_handoff(
+                    step.spec.queue or self.project.settings.handoff_queue, step.spec.priority,
+                    step.spec.reason, back=(flow, step.edges["next"]),
+                    offline=_edge(flow, step, "offline"), timeout=_edge(flow, step, "timeout"),
+                )
+                return None
+            case ir.End():
+                if self.finish_flow(step.resolution):
+                    self.go(self.key_after_return)
+                return None
+        return "next"  # pragma: no cover - every step kind is matched above
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, Expression):
+            return v.evaluate(self.variables())
+        if isinstance(v, Template):
+            return v.render(self.variables())
+        return v
+
+    def show_menu(self, step: ir.Menu) -> None:
+        variables = self.variables()
+        chain = self.chain()
+        shown: list[dict[str, str]] = []
+        for o in step.options:
+            if o.condition is not None and not o.condition.truth(variables):
+                continue
+            label, _ = o.label.render(chain, variables)
+            item = {"id": o.id, "label": label}
+            if o.action == "url" and o.value:
+                item["url"] = o.value
+            shown.append(item)
+        self.say(step.text, options=tuple(shown))
+        self.waiting = "click"
+        self.options = tuple((o["id"], o["label"]) for o in shown)
+
+    def ask_choices(self, step: ir.Ask) -> list[dict[str, str]]:
+        variables = self.variables()
+        out = [{"id": c.value, "label": c.label.render(self.chain(), variables)[0]}
+               for c in step.choices]
+        if step.choices_from is not None:
+            items = step.choices_from.items.evaluate(variables)
+            if isinstance(items, list | tuple):
+                for item in items[:50]:
+                    scope = {**variables, "item": item}
+                    value = step.choices_from.value.render(scope)
+                    if value:
+                        out.insert(len(out) - len(step.choices),
+                                   {"id": value[:100], "label": step.choices_from.label.render(scope)})
+        return out
+
+    def show_ask(self, step: ir.Ask, text: LocalText) -> None:
+        choices = self.ask_choices(step)
+        kind = step.validator.input_kind if step.validator else None
+        input_ = {"kind": kind, "var": step.var} if kind else None
+        self.say(text, options=tuple(choices), input_=input_)
+        self.waiting = "text" if kind else "click"
+        self.options = tuple((c["id"], c["label"]) for c in choices)
+
+    # -- events --------------------------------------------------------------------------
+    def choose(self, option: str) -> None:
+        if self.waiting != "click" and not (self.waiting == "text" and self.options):
+            raise _Refused(*_not_now(self.waiting, "a click"))
+        label = dict(self.options).get(option)
+        if label is None:
+            raise _Refused("unknown_option", f"'{option[:40]}' is not one of the options shown")
+        step = self.current
+        self.echo(label)
+        self.emit("option_chosen", flow=self.flow_name, step=step.key, option=option)
+        if isinstance(step, ir.Ask):
+            self.accept_answer(step, option)
+            return
+        assert isinstance(step, ir.Menu)
+        chosen = next(o for o in step.options if o.id == option)
+        match chosen.action:
+            case "goto" | "end":
+                if chosen.action == "end":
+                    self.visited.append((self.flow_name, step.key, f"option:{option}"))
+                    if self.finish_flow(chosen.value):
+                        self.go(self.key_after_return)
+                    return
+                self.follow(f"option:{option}")
+            case "flow":
+                self.visited.append((self.flow_name, step.key, f"option:{option}"))
+                self.emit("flow_ended", flow=self.flow_name, resolution=None)
+                self.stack.clear()
+                self.enter_flow(chosen.value or self.project.settings.start)
+            case "url":
+                pass  # the widget opens the link; the menu stays
+            case "handoff":
+                spec = chosen.handoff or ir.HandoffSpec()
+                self.visited.append((self.flow_name, step.key, f"option:{option}"))
+                self.start_handoff(spec.queue or self.project.settings.handoff_queue,
+                                   spec.priority, spec.reason,
+                                   back=(self.flow_name, step.key))
+
+    def text(self, text: str) -> None:
+        if len(text) > MAX_TEXT:
+            raise _Refused("text_too_long", f"messages are limited to {MAX_TEXT} characters")
+        if not text.strip():
+            raise _Refused("empty_text", "the message is empty")
+        if self.waiting == "agent":
+            self.echo(text)
+            self.effects.append(m.ForwardToAgent(text))
+            return
+        if self.waiting == "click":
+            # A typed option label counts as the click.
+            wanted = text.strip().casefold()
+            for oid, label in self.options:
+                if label.casefold() == wanted or oid.casefold() == wanted:
+                    self.choose(oid)
+                    return
+            raise _Refused("expected_choice", "please choose one of the options")
+        if self.waiting != "text":
+            raise _Refused(*_not_now(self.waiting, "text"))
+        step = self.current
+        assert isinstance(step, ir.Ask)
+        self.echo(text)
+        if step.validator is None:  # one_of: the text must name a choice
+            wanted = text.strip().casefold()
+            value = next((oid for oid, label in self.options
+                          if label.casefold() == wanted or oid.casefold() == wanted), None)
+        else:
+            value = step.validator.check(text[:500])
+        self.emit("text_given", flow=self.flow_name, step=step.key, valid=value is not None)
+        if value is None:
+            self.reject_answer(step)
+        else:
+            self.accept_answer(step, value)
+
+    def accept_answer(self, step: ir.Ask, value: Any) -> None:
+        self.vars[step.var] = value
+        self.tries = 0
+        self.follow("next")
+
+    def reject_answer(self, step: ir.Ask) -> None:
+        self.tries += 1
+        if self.tries >= step.max_tries:
+            self.tries = 0
+            self.follow("fail")
+            return
+        if step.retry:
+            text = step.retry[min(self.tries - 1, len(step.retry) - 1)]
+        else:
+            name = step.validator.name if step.validator else "one_of"
+            text = TEXTS.get(f"invalid.{name}", TEXTS["invalid.text"])
+        self.show_ask(step, text)
+
+    def action_result(self, event: m.ActionResult) -> None:
+        if self.waiting != "action" or event.call_id != self.pending:
+            raise _Refused("unexpected_result", "no action is waiting for this result")
+        step = self.current
+        assert isinstance(step, ir.Call)
+        self.pending = None
+        self.emit("action_finished", flow=self.flow_name, step=step.key, action=step.action,
+                  outcome=event.outcome)
+        if event.outcome == "ok":
+            if step.save_as:
+                self.vars[step.save_as] = event.data
+            self.follow("next")
+        elif event.outcome == "not_found":
+            self.follow("not_found")
+        else:
+            self.follow("error")
+
+    def ask_for_person(self) -> None:
+        if self.waiting == "agent":
+            raise _Refused("already_with_agent", "a person has already been asked for")
+        if self.waiting == "action":
+            raise _Refused("busy", "one moment: still working on the last answer")
+        self.emit("handoff_asked", flow=self.flow_name, step=self.key, by="shopper")
+        self.start_handoff(self.project.settings.handoff_queue,
+                           self.project.settings.handoff_priority, "shopper asked",
+                           back=(self.flow_name, self.key))
+
+    def start_handoff(self, queue: str, priority: str, reason: str | None, *,
+                      back: tuple[str, str] | None, offline: tuple[str, str] | None = None,
+                      timeout: tuple[str, str] | None = None) -> None:
+        self.handoff = m.Handoff(queue, priority, reason, back, offline, timeout)
+        self.waiting = "agent"
+        self.options = ()
+        self.say(TEXTS["handoff.connecting"], sender="system")
+        self.emit("handoff_requested", flow=self.flow_name, step=self.key, queue=queue,
+                  priority=priority, reason=reason)
+        self.effects.append(m.RequestHandoff(queue, priority, reason, self.flow_name, self.key))
+
+    def handoff_update(self, outcome: str) -> None:
+        h = self.handoff
+        if self.waiting != "agent" or h is None:
+            raise _Refused("no_handoff", "this conversation is not with a person")
+        self.emit("handoff_" + outcome, queue=h.queue)
+        if outcome == "assigned":
+            self.handoff = replace(h, assigned=True)
+            return
+        self.handoff = None
+        if outcome == "closed":
+            self.waiting = "ended"
+            self.resolution = "agent"
+            self.emit("conversation_ended", resolution="agent")
+            return
+        if outcome == "handed_back":
+            self.say(TEXTS["handoff.back"], sender="system")
+            self.resume(h.back)
+            return
+        explicit = h.offline if outcome == "offline" else h.timeout
+        if explicit is not None:
+            self.resume(explicit)
+            return
+        settings = self.project.settings
+        fallback = settings.on_offline if outcome == "offline" else settings.on_timeout
+        if fallback and fallback in self.project.flows:
+            self.stack.clear()
+            self.enter_flow(fallback)
+            return
+        self.say(TEXTS["handoff.unavailable"], sender="system")
+        self.finish_flow("not_resolved")
+
+    def resume(self, where: tuple[str, str] | None) -> None:
+        if where is None or where[0] not in self.project.flows:
+            self.stack.clear()
+            self.enter_flow(self.project.settings.start)
+            return
+        self.flow_name = where[0]
+        self.go(where[1])
+
+    def restart(self) -> None:
+        if self.waiting not in ("ended", "start"):
+            self.emit("conversation_abandoned", flow=self.flow_name, step=self.key)
+        if self.waiting == "agent":
+            self.effects.append(m.CancelHandoff())
+        self.vars = {}
+        self.stack = []
+        self.tries = 0
+        self.pending = None
+        self.handoff = None
+        self.resolution = None
+        self.enter_flow(self.project.settings.start)
+
+
+def _edge(flow: str, step: ir.Step, label: str) -> tuple[str, str] | None:
+    target = step.edges.get(label)
+    return None if target is None else (flow, target)
+
+
+def _case_key(value: Any) -> str:
+    return str(value)
+
+
+def _not_now(waiting: str, what: str) -> tuple[str, str]:
+    reasons = {
+        "action": ("busy", "one moment: still working on the last answer"),
+        "agent": ("with_agent", "you are talking with a person; type a message"),
+        "text": ("expected_text", "please type your answer"),
+        "click": ("expected_choice", "please choose one of the options"),
+        "start": ("not_started", "the conversation has not started"),
+    }
+    return reasons.get(waiting, ("unexpected", f"{what} is not expected now"))

@@ -1,0 +1,92 @@
+"""What the engine itself says (re-prompts, handoff notices), in every shipped locale.
+
+Flows override these per step (`retry:`); these are the defaults, so a shopper never sees an
+English fallback in a Thai conversation.
+"""
+
+from __future__ import annotations
+
+from ..language.text import Text
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "invalid.email": {
+        "en": "That doesn't look like an email address. Could you check it and try again?",
+        "cs": "To nevypadá jako e-mailová adresa. Zkontrolujte ji prosím a zkuste to znovu.",
+        "th": "ดูเหมือนจะไม่ใช่อีเมลที่ถูกต้อง กรุณาตรวจสอบแล้วลองอีกครั้ง",
+        "id": "Sepertinya itu bukan alamat email. Bisa dicek dan coba lagi?",
+        "ro": "Nu pare a fi o adresă de e-mail. Verificați-o și încercați din nou.",
+    },
+    "invalid.order_number": {
+        "en": "That doesn't look like an order number. It's on your confirmation email, e.g. 1001.",
+        "cs": "To nevypadá jako číslo objednávky. Najdete ho v potvrzovacím e-mailu, např. 1001.",
+        "th": "ดูเหมือนจะไม่ใช่หมายเลขคำสั่งซื้อ ดูได้ในอีเมลยืนยัน เช่น 1001",
+        "id": "Sepertinya itu bukan nomor pesanan. Nomornya ada di email konfirmasi, mis. 1001.",
+        "ro": "Nu pare a fi un număr de comandă. Îl găsiți în e-mailul de confirmare, de ex. 1001.",
+    },
+    "invalid.phone": {
+        "en": "Please enter a phone number with 7 to 15 digits.",
+        "cs": "Zadejte prosím telefonní číslo se 7 až 15 číslicemi.",
+        "th": "กรุณากรอกหมายเลขโทรศัพท์ 7 ถึง 15 หลัก",
+        "id": "Masukkan nomor telepon dengan 7 sampai 15 digit.",
+        "ro": "Introduceți un număr de telefon cu 7 până la 15 cifre.",
+    },
+    "invalid.number": {
+        "en": "Please enter a number.",
+        "cs": "Zadejte prosím číslo.",
+        "th": "กรุณากรอกตัวเลข",
+        "id": "Masukkan angka.",
+        "ro": "Introduceți un număr.",
+    },
+    "invalid.date": {
+        "en": "Please enter a date, e.g. 2026-03-31.",
+        "cs": "Zadejte prosím datum, např. 31.03.2026.",
+        "th": "กรุณากรอกวันที่ เช่น 2026-03-31",
+        "id": "Masukkan tanggal, mis. 2026-03-31.",
+        "ro": "Introduceți o dată, de ex. 31.03.2026.",
+    },
+    "invalid.text": {
+        "en": "Could you tell me a little more?",
+        "cs": "Můžete to prosím trochu upřesnit?",
+        "th": "ช่วยเล่ารายละเอียดเพิ่มอีกนิดได้ไหม",
+        "id": "Bisa ceritakan sedikit lebih detail?",
+        "ro": "Ne puteți spune puțin mai mult?",
+    },
+    "invalid.regex": {
+        "en": "That isn't in the format I need. Please try again.",
+        "cs": "To není ve formátu, který potřebuji. Zkuste to prosím znovu.",
+        "th": "รูปแบบไม่ถูกต้อง กรุณาลองอีกครั้ง",
+        "id": "Formatnya tidak sesuai. Silakan coba lagi.",
+        "ro": "Nu este în formatul necesar. Încercați din nou.",
+    },
+    "invalid.one_of": {
+        "en": "Please pick one of the options.",
+        "cs": "Vyberte prosím jednu z možností.",
+        "th": "กรุณาเลือกหนึ่งตัวเลือก",
+        "id": "Silakan pilih salah satu opsi.",
+        "ro": "Alegeți una dintre opțiuni.",
+    },
+    "handoff.connecting": {
+        "en": "I'm connecting you with a person. Please stay here.",
+        "cs": "Přepojuji vás na kolegu. Zůstaňte prosím tady.",
+        "th": "กำลังเชื่อมต่อคุณกับเจ้าหน้าที่ กรุณารอสักครู่",
+        "id": "Saya hubungkan Anda dengan petugas kami. Mohon tunggu di sini.",
+        "ro": "Vă conectez cu un coleg. Vă rog să rămâneți aici.",
+    },
+    "handoff.unavailable": {
+        "en": "Sorry, nobody is available right now. Please try again later.",
+        "cs": "Omlouváme se, teď není nikdo k dispozici. Zkuste to prosím později.",
+        "th": "ขออภัย ขณะนี้ไม่มีเจ้าหน้าที่ว่าง กรุณาลองใหม่ภายหลัง",
+        "id": "Maaf, saat ini tidak ada petugas yang tersedia. Silakan coba lagi nanti.",
+        "ro": "Ne pare rău, nu este nimeni disponibil acum. Încercați mai târziu.",
+    },
+    "handoff.back": {
+        "en": "You're back with the assistant.",
+        "cs": "Jste zpět u asistenta.",
+        "th": "คุณกลับมาคุยกับผู้ช่วยอัตโนมัติแล้ว",
+        "id": "Anda kembali ke asisten otomatis.",
+        "ro": "Sunteți din nou cu asistentul.",
+    },
+}
+
+TEXTS: dict[str, Text] = {key: Text.of(value) for key, value in _TEXTS.items()}
+LOCALES = ("en", "cs", "th", "id", "ro")

@@ -1,0 +1,184 @@
+"""Load a project: every flow file of a directory (or the files given), checked together.
+
+    result = load_project(["flows"])
+    if result.ok: engine runs result.project
+    else:         print(result.render())  # every problem, file:line:col, at once
+
+A directory may hold `flowengine.yaml` (project settings: start flow, locales, handoff defaults);
+flow files are `*.yaml` / `*.yml` beside it; `*.test.yaml` files and `tests/` hold conversation
+tests and are not flows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..actions.catalog import CATALOG, ActionSpec
+from . import checks, ir
+from .compiler import compile_flow
+from .diagnostics import Diagnostic, Severity, sort_key
+from .schema import check_schema
+from .source import Document, load_document
+
+PROJECT_FILE = "flowengine.yaml"
+
+
+@dataclass
+class LoadResult:
+    project: ir.Project | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
+
+    @property
+    def ok(self) -> bool:
+        return self.project is not None and not self.errors
+
+    def render(self, *, include_warnings: bool = True) -> str:
+        shown = [d for d in self.diagnostics if include_warnings or d.is_error]
+        return "\n\n".join(d.render(self.sources.get(d.file)) for d in shown)
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith((".test.yaml", ".test.yml"))
+
+
+def flow_files(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None]:
+    """The flow files named by `paths` (files or directories) and the project file, if any."""
+    files: list[Path] = []
+    project_file: Path | None = None
+    for p in map(Path, paths):
+        if p.is_dir():
+            if (p / PROJECT_FILE).is_file():
+                project_file = p / PROJECT_FILE
+            for f in sorted([*p.glob("*.yaml"), *p.glob("*.yml")]):
+                if f.name != PROJECT_FILE and not is_test_file(f):
+                    files.append(f)
+        elif p.name == PROJECT_FILE:
+            project_file = p
+        else:
+            files.append(p)
+            if project_file is None and (p.parent / PROJECT_FILE).is_file():
+                project_file = p.parent / PROJECT_FILE
+    return files, project_file
+
+
+def _read(path: Path, result: LoadResult) -> Document | None:
+    name = str(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        result.diagnostics.append(Diagnostic("E002", "file not found", name))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        result.diagnostics.append(Diagnostic("E002", f"cannot read the file: {exc}", name))
+        return None
+    result.sources[name] = text.splitlines()
+    doc, problems = load_document(text, name)
+    result.diagnostics.extend(problems)
+    if doc is not None and not isinstance(doc.data, dict):
+        result.diagnostics.append(
+            Diagnostic("E002", "a flow file must be a mapping (flow: ..., steps: ...)", name)
+        )
+        return None
+    return doc
+
+
+def _settings(path: Path | None, result: LoadResult) -> ir.ProjectSettings:
+    if path is None:
+        return ir.ProjectSettings()
+    doc = _read(path, result)
+    if doc is None:
+        return ir.ProjectSettings()
+    problems = check_schema(doc.data, doc.source, "project")
+    result.diagnostics.extend(problems)
+    if problems:
+        return ir.ProjectSettings()
+    data = doc.data
+    handoff = data.get("handoff", {})
+    default = ir.ProjectSettings()
+    return ir.ProjectSettings(
+        start=data.get("start", default.start),
+        locales=tuple(data.get("locales", default.locales)),
+        handoff_queue=handoff.get("queue", default.handoff_queue),
+        handoff_priority=handoff.get("priority", default.handoff_priority),
+        on_offline=handoff.get("on_offline"),
+        on_timeout=handoff.get("on_timeout"),
+    )
+
+
+def load_project(
+    paths: Iterable[str | Path], actions: Mapping[str, ActionSpec] = CATALOG
+) -> LoadResult:
+    """Read, schema-check, compile and check every flow; all problems are collected."""
+    files, project_path = flow_files(paths)
+    result = LoadResult(project=None, files=[str(f) for f in files])
+    settings = _settings(project_path, result)
+    flows: dict[str, ir.Flow] = {}
+    docs: dict[str, Document] = {}
+    for path in files:
+        doc = _read(path, result)
+        if doc is None:
+            continue
+        schema_problems = check_schema(doc.data, doc.source)
+        result.diagnostics.extend(schema_problems)
+        if schema_problems:
+            continue
+        flow, problems = compile_flow(doc, settings, actions)
+        result.diagnostics.extend(problems)
+        if flow is None:
+            continue
+        if flow.name in flows:
+            first = flows[flow.name]
+            result.diagnostics.append(Diagnostic(
+                "E102", f"duplicate flow name '{flow.name}'", flow.file, doc.source.value(("flow",)),
+                hint=f"'{flow.name}' is already the name of {first.file}",
+            ))
+            continue
+        flows[flow.name] = flow
+        docs[flow.name] = doc
+
+    if project_path is None and settings.start not in flows and flows:
+        # Flows checked without a project file: the first one is where a conversation starts.
+        settings = replace(settings, start=next(iter(flows)))
+    version = hashlib.sha256(
+        "".join(f"{n}:{f.version};" for n, f in sorted(flows.items())).encode()
+    ).hexdigest()[:12]
+    project = ir.Project(flows, settings, version)
+    for flow in flows.values():
+        for check in checks.FLOW_CHECKS:
+            result.diagnostics.extend(check(flow, project))
+        result.diagnostics.extend(checks.check_translations(flow, project, docs[flow.name]))
+    result.diagnostics.extend(checks.check_busy_loops(project))
+    result.diagnostics.extend(_check_settings(settings, project, project_path, files))
+    result.diagnostics.sort(key=sort_key)
+    if files or flows:
+        result.project = project
+    return result
+
+
+def _check_settings(settings: ir.ProjectSettings, project: ir.Project, path: Path | None,
+                    files: list[Path]) -> Iterable[Diagnostic]:
+    """E117: the project's start or fallback flow does not exist."""
+    if not files:
+        return
+    where = str(path) if path else str(files[0].parent / PROJECT_FILE)
+    wanted = [("start", settings.start), ("handoff.on_offline", settings.on_offline),
+              ("handoff.on_timeout", settings.on_timeout)]
+    for name, flow in wanted:
+        if flow is not None and flow not in project.flows:
+            yield Diagnostic("E117", f"{name} flow '{flow}' does not exist", where,
+                             severity=Severity.ERROR,
+                             hint="flows: " + ", ".join(sorted(project.flows)) if project.flows
+                             else "no flow compiled")

@@ -1,0 +1,72 @@
+"""Localised text: a string, or a map of locale -> string, resolved along a fallback chain.
+
+`fr-CA` looks for `fr-ca`, then `fr`, then the flow's default locale, then any text at all, so a
+shopper always sees something; `render` also says which locale was used, so conversation tests can
+fail when a shipped translation is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from .templates import Template, template
+
+
+def normalise_locale(locale: str) -> str:
+    return locale.strip().replace("_", "-").lower()
+
+
+@lru_cache(maxsize=512)
+def fallback_chain(locale: str, default: str) -> tuple[str, ...]:
+    """`fr-CA` with default `en` -> ('fr-ca', 'fr', 'en')."""
+    parts = normalise_locale(locale).split("-") if locale else []
+    chain = ["-".join(parts[:i]) for i in range(len(parts), 0, -1)]
+    chain.append(normalise_locale(default))
+    return tuple(dict.fromkeys(c for c in chain if c))
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Text in one or more locales, each a compiled template."""
+
+    by_locale: Mapping[str, Template]
+
+    @classmethod
+    def of(cls, value: str | Mapping[str, str]) -> Text:
+        if isinstance(value, str):
+            return cls({"*": template(value)})
+        return cls({normalise_locale(k): template(v) for k, v in value.items()})
+
+    @property
+    def names(self) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for t in self.by_locale.values():
+            out |= t.names
+        return out
+
+    @property
+    def locales(self) -> frozenset[str]:
+        return frozenset(self.by_locale)
+
+    def pick(self, chain: tuple[str, ...]) -> tuple[Template, str]:
+        """The template for the first locale of `chain` that has one, and that locale."""
+        by = self.by_locale
+        if "*" in by:  # one text for every locale
+            return by["*"], chain[0] if chain else "*"
+        for loc in chain:
+            t = by.get(loc)
+            if t is not None:
+                return t, loc
+        loc, t = next(iter(by.items()))
+        return t, loc
+
+    def render(self, chain: tuple[str, ...], variables: Mapping[str, Any]) -> tuple[str, str]:
+        t, loc = self.pick(chain)
+        return t.render(variables), loc
+
+    def is_universal(self) -> bool:
+        """A plain string: the same text in every locale (fine for names, numbers, emoji)."""
+        return "*" in self.by_locale
