@@ -107,6 +107,8 @@ def describe_order(order: Mapping[str, Any], today: date) -> dict[str, Any]:
         "placed_at": order.get("placed_at"),
         "delivered_at": order.get("delivered_at"),
         "eta": order.get("eta"),
+        "late": status_late(order, today),
+        "email": str(order.get("email", "")),
         "carrier": order.get("carrier"),
         "tracking_number": order.get("tracking_number"),
         "tracking_url": order.get("tracking_url"),
@@ -122,6 +124,12 @@ def describe_order(order: Mapping[str, Any], today: date) -> dict[str, Any]:
         "return_days_left": eligibility["days_left"],
         "days_since_delivery": (today - delivered).days if delivered else None,
     }
+
+
+def status_late(order: Mapping[str, Any], today: date) -> bool:
+    """On its way, but past the promised delivery date."""
+    eta = _date(order.get("eta"))
+    return order.get("status") in ("shipped", "partially_fulfilled") and eta is not None and eta < today
 
 
 def email_matches(order: Mapping[str, Any], email: Any) -> bool:

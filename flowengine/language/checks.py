@@ -7,6 +7,7 @@ linters register rules; `docs/flow-language.md` lists every code.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,12 +64,24 @@ def check_flow_targets(flow: ir.Flow, project: ir.Project) -> Iterator[Diagnosti
                             or "flows: " + ", ".join(sorted(project.flows)))
 
 
-def definitely_set(flow: ir.Flow) -> dict[str, frozenset[str]]:
-    """For each step, the variables set on every path from the flow's start to it."""
+def definitely_set(flow: ir.Flow, exports: dict[str, frozenset[str]] | None = None
+                   ) -> dict[str, frozenset[str]]:
+    """For each step, the variables set on every path from the flow's start to it.
+
+    `exports` gives, per flow, what it sets on every path to its end: after `link: x` returns,
+    those are set too.
+    """
+    exports = exports or {}
+
+    def assigns(step: ir.Step, label: str) -> frozenset[str]:
+        if isinstance(step, ir.Link) and label == "next":
+            return exports.get(step.flow, frozenset())
+        return step.assigns(label)
+
     universe = set(BUILTIN_VARIABLES)
     for step in flow.steps.values():
         for label in step.edges:
-            universe |= step.assigns(label)
+            universe |= assigns(step, label)
     top = frozenset(universe)
     known: dict[str, frozenset[str]] = {k: top for k in flow.steps}
     known[flow.start] = BUILTIN_VARIABLES
@@ -83,7 +96,7 @@ def definitely_set(flow: ir.Flow) -> dict[str, frozenset[str]]:
         for key in flow.steps:
             if key not in live:
                 continue
-            sets = [known[s.key] | s.assigns(label) for s, label in incoming[key] if s.key in live]
+            sets = [known[s.key] | assigns(s, label) for s, label in incoming[key] if s.key in live]
             new = frozenset.intersection(*sets) if sets else frozenset()
             if key == flow.start:
                 new = BUILTIN_VARIABLES
@@ -93,9 +106,37 @@ def definitely_set(flow: ir.Flow) -> dict[str, frozenset[str]]:
     return known
 
 
+@lru_cache(maxsize=8)
+def flow_exports(project: ir.Project) -> dict[str, frozenset[str]]:
+    """Per flow, the variables set on every path that reaches its end (and so returns)."""
+    out: dict[str, frozenset[str]] = {}
+
+    def compute(name: str, visiting: frozenset[str]) -> frozenset[str]:
+        if name in out:
+            return out[name]
+        flow = project.flows[name]
+        children = {s.flow for s in flow.steps.values()
+                    if isinstance(s, ir.Link) and s.flow in project.flows and s.flow not in visiting}
+        exports = {c: compute(c, visiting | {name}) for c in children}
+        known = definitely_set(flow, exports)
+        live = reachable(flow)
+        ends = [known[s.key] | (exports.get(s.flow, frozenset()) if isinstance(s, ir.Link)
+                                and label == "next" else s.assigns(label))
+                for s, label, target in flow.edges() if target == ir.END and s.key in live]
+        ends += [known[s.key] for s in flow.steps.values() if isinstance(s, ir.End) and s.key in live]
+        result = frozenset.intersection(*ends) - BUILTIN_VARIABLES if ends else frozenset()
+        if not visiting:
+            out[name] = result
+        return result
+
+    for name in project.flows:
+        out[name] = compute(name, frozenset())
+    return out
+
+
 def check_unset_variables(flow: ir.Flow, project: ir.Project) -> Iterator[Diagnostic]:
     """E110: a template or condition reads a variable some path leaves unset."""
-    known = definitely_set(flow)
+    known = definitely_set(flow, flow_exports(project))
     live = reachable(flow)
     for key, step in flow.steps.items():
         if key not in live:

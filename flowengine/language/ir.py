@@ -174,6 +174,10 @@ class If(Step):
     def reads(self) -> frozenset[str]:
         return self.condition.names if self.condition else frozenset()
 
+    def assigns(self, label: str) -> frozenset[str]:
+        # `if: order is defined` proves `order` set on the `then` branch.
+        return self.condition.proves if label == "then" and self.condition else frozenset()
+
 
 @dataclass(eq=False, slots=True)
 class Set(Step):

@@ -71,8 +71,14 @@ def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap
         if any(r.endswith("Step") for r in refs) or any(r.endswith("/step") for r in refs):
             yield from _diagnose_step_like(schema, inst, path, source, refs)
             return
-        if isinstance(inst, dict) and "label" in inst and not any(r for r in refs):
+        is_option = "goto" in (error.schema.get("properties") or {}) if isinstance(error.schema, dict) else False
+        if isinstance(inst, dict) and is_option:
             actions = [k for k in OPTION_ACTIONS if k in inst]
+            if len(actions) == 1:  # the option's own keys are wrong; explain those
+                best = _closest(error)
+                if best is not None:
+                    yield from _diagnose(schema, best, base, source)
+                return
             if not actions:
                 yield Diagnostic(
                     "E013",
@@ -101,7 +107,10 @@ def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap
             if key in known or _matches_pattern_props(error.schema, key):
                 continue
             hint = did_you_mean(key, allowed)
-            if hint is None and allowed:
+            if error.schema.get("patternProperties"):
+                hint = ("keys of a text map are locales (en, cs, fr-CA); inside {...} a comma "
+                        "starts a new key, so quote text that has a comma")
+            elif hint is None and allowed:
                 hint = "allowed here: " + ", ".join(allowed)
             yield Diagnostic(
                 "E010", f"unknown key '{key}'", file, source.key((*path, key)), hint=hint

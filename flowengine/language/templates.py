@@ -159,10 +159,35 @@ class Template:
         return out[:MAX_RENDERED]
 
 
-class Expression:
-    """A compiled condition or value expression (`order.status`, `order.total > 50`)."""
+def _guarded_names(expr: nodes.Expr) -> tuple[set[str], set[str]]:
+    """Names that `expr` proves set (`x is defined and ...`), and names used only in such tests."""
+    proves: set[str] = set()
+    conjuncts = [expr]
+    while conjuncts:
+        node = conjuncts.pop()
+        if isinstance(node, nodes.And):
+            conjuncts.extend((node.left, node.right))
+        elif isinstance(node, nodes.Test) and node.name == "defined" and isinstance(node.node, nodes.Name):
+            proves.add(node.node.name)
+    uses: dict[str, int] = {}
+    for name in expr.find_all(nodes.Name):
+        uses[name.name] = uses.get(name.name, 0) + 1
+    tests: dict[str, int] = {}
+    for t in expr.find_all(nodes.Test):
+        if t.name in ("defined", "undefined") and isinstance(t.node, nodes.Name):
+            tests[t.node.name] = tests.get(t.node.name, 0) + 1
+    only_tested = {n for n, count in tests.items() if uses.get(n, 0) == count}
+    return proves, only_tested
 
-    __slots__ = ("_eval", "names", "source")
+
+class Expression:
+    """A compiled condition or value expression (`order.status`, `order.total > 50`).
+
+    `names` are the variables it reads; `proves` are those it shows to be set when it holds
+    (`order is defined and ...`), which the unset-variable check uses on the `then` branch.
+    """
+
+    __slots__ = ("_eval", "names", "proves", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -171,7 +196,12 @@ class Expression:
             self._eval = ENV.compile_expression(source, undefined_to_none=True)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_syntax_message(exc), 1) from None
-        self.names = frozenset(_root_names(ast))
+        output = ast.body[0]
+        assert isinstance(output, nodes.Output)
+        proves, only_tested = _guarded_names(output.nodes[0])
+        # A read guarded by `x is defined and ...` is safe: `and` stops before it.
+        self.names = frozenset(_root_names(ast) - only_tested - proves)
+        self.proves = frozenset(proves)
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         try:
