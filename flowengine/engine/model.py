@@ -24,6 +24,7 @@ class Handoff:
     offline: tuple[str, str] | None = None
     timeout: tuple[str, str] | None = None
     assigned: bool = False
+    origin: tuple[str, str] | None = None  # (flow, step) that asked for the person
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class State:
             "handoff": None if h is None else {
                 "queue": h.queue, "priority": h.priority, "reason": h.reason,
                 "back": _pair(h.back), "offline": _pair(h.offline), "timeout": _pair(h.timeout),
-                "assigned": h.assigned,
+                "assigned": h.assigned, "origin": _pair(h.origin),
             },
             "resolution": self.resolution,
         }
@@ -71,6 +72,7 @@ class State:
                 queue=h["queue"], priority=h["priority"], reason=h.get("reason"),
                 back=_tuple(h.get("back")), offline=_tuple(h.get("offline")),
                 timeout=_tuple(h.get("timeout")), assigned=h.get("assigned", False),
+                origin=_tuple(h.get("origin")),
             ),
             resolution=d.get("resolution"),
         )

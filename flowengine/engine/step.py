@@ -255,6 +255,7 @@ class _Run:
                 if step.flow not in self.project.flows:
                     return "next"
                 self.stack.append((self.flow_name, step.edges.get("next", ir.END)))
+                self.visited.append((self.flow_name, step.key, "next"))
                 self.emit("flow_linked", flow=step.flow, parent=self.flow_name)
                 self.flow_name = step.flow
                 self.go(self.project.flows[step.flow].start)
@@ -365,7 +366,7 @@ class _Run:
             self.echo(text)
             self.effects.append(m.ForwardToAgent(text))
             return
-        if self.waiting == "click":
+        if self.waiting == "click" and not isinstance(self.current, ir.Ask):
             # A typed option label counts as the click.
             wanted = text.strip().casefold()
             for oid, label in self.options:
@@ -373,7 +374,7 @@ class _Run:
                     self.choose(oid)
                     return
             raise _Refused("expected_choice", "please choose one of the options")
-        if self.waiting != "text":
+        if self.waiting not in ("text", "click"):
             raise _Refused(*_not_now(self.waiting, "text"))
         step = self.current
         assert isinstance(step, ir.Ask)
@@ -438,7 +439,8 @@ class _Run:
     def start_handoff(self, queue: str, priority: str, reason: str | None, *,
                       back: tuple[str, str] | None, offline: tuple[str, str] | None = None,
                       timeout: tuple[str, str] | None = None) -> None:
-        self.handoff = m.Handoff(queue, priority, reason, back, offline, timeout)
+        self.handoff = m.Handoff(queue, priority, reason, back, offline, timeout,
+                                 origin=(self.flow_name, self.key))
         self.waiting = "agent"
         self.options = ()
         self.say(TEXTS["handoff.connecting"], sender="system")
@@ -460,6 +462,9 @@ class _Run:
             self.resolution = "agent"
             self.emit("conversation_ended", resolution="agent")
             return
+        label = {"handed_back": "next"}.get(outcome, outcome)
+        if h.origin is not None:
+            self.visited.append((h.origin[0], h.origin[1], label))
         if outcome == "handed_back":
             self.say(TEXTS["handoff.back"], sender="system")
             self.resume(h.back)

@@ -58,6 +58,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.tests = dict(self.tests)
         self.globals = {}
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Flow data is JSON: `order.items` means the key "items", not dict.items().
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if callable(value) and attr not in SAFE_METHODS:
             return False
