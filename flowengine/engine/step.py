@@ -43,7 +43,10 @@ def start(
     name = flow if flow in project.flows else settings.start
     run = _Run(project, state, now)
     run.emit("session_started", flow=name, locale=state.locale)
-    run.enter_flow(name)
+    try:
+        run.enter_flow(name)
+    except _Refused as refused:
+        return m.Result(state, error=m.EngineError(refused.code, refused.message))
     return run.result()
 
 

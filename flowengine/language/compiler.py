@@ -59,6 +59,7 @@ class _Lowering:
         self.problems: list[Diagnostic] = []
         self.steps: dict[str, ir.Step] = {}
         self.ids: dict[str, Path] = {}
+        self.duplicates: set[Path] = set()
         self.pending: list[tuple[ir.Step, str, _UserTarget]] = []
 
     # -- diagnostics ---------------------------------------------------------------------
@@ -102,11 +103,23 @@ class _Lowering:
             return None
 
     # -- structure -----------------------------------------------------------------------
-    def keys_for(self, items: list[dict[str, Any]], prefix: str) -> list[str]:
-        return [item.get("id") or f"{prefix}[{i}]" for i, item in enumerate(items)]
+    def claim(self, item: dict[str, Any], path: Path, generated: str) -> str:
+        """The key of the step at `path`: its id, or `generated` when it has none (or when the
+        id is reserved or already taken, which `lower_step` reports)."""
+        ident = item.get("id")
+        if ident is None or ident in ir.RESERVED_TARGETS:
+            return generated
+        if ident in self.ids:
+            self.duplicates.add(path)
+            return generated
+        self.ids[ident] = path
+        return str(ident)
+
+    def keys_for(self, items: list[dict[str, Any]], path: Path, prefix: str) -> list[str]:
+        return [self.claim(item, (*path, i), f"{prefix}[{i}]") for i, item in enumerate(items)]
 
     def lower_list(self, items: list[dict[str, Any]], path: Path, prefix: str, cont: Continuation) -> str:
-        keys = self.keys_for(items, prefix)
+        keys = self.keys_for(items, path, prefix)
         for i, (item, key) in enumerate(zip(items, keys, strict=True)):
             after: Continuation = _Key(keys[i + 1]) if i + 1 < len(items) else cont
             self.lower_step(item, (*path, i), key, after)
@@ -117,6 +130,7 @@ class _Lowering:
         if isinstance(value, str):
             self.pending.append((step, label, _UserTarget(value, path, label.split(":")[0])))
         elif isinstance(value, dict):
+            key = self.claim(value, path, key)
             self.lower_step(value, path, key, cont)
             step.edges[label] = key
         else:
@@ -147,13 +161,10 @@ class _Lowering:
             if ident in ir.RESERVED_TARGETS:
                 self.error("E116", f"'{ident}' is reserved and cannot be a step id", (*path, "id"),
                            hint="`end` and `handoff` are targets every flow already has; pick another name")
-            elif ident in self.ids:
+            elif path in self.duplicates:
                 first = self.src.value((*self.ids[ident], "id"))
                 self.error("E101", f"duplicate step id '{ident}'", (*path, "id"),
                            hint=f"'{ident}' is already the id of the step at line {first.line}")
-                key = f"{ident}@{path}"
-            else:
-                self.ids[ident] = path
         kind = next(k for k in ("say", "menu", "ask", "call", "switch", "if", "set", "goto",
                                 "link", "handoff", "end") if k in raw)
         step = getattr(self, f"lower_{kind}")(raw, path, key)

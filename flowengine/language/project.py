@@ -12,6 +12,7 @@ tests and are not flows.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..actions.catalog import CATALOG, ActionSpec
 from . import checks, ir
 from .compiler import compile_flow
-from .diagnostics import Diagnostic, Severity, sort_key
+from .diagnostics import Diagnostic, Severity, did_you_mean, sort_key
 from .schema import check_schema
 from .source import Document, load_document
 
@@ -95,16 +96,16 @@ def _read(path: Path, result: LoadResult) -> Document | None:
     return doc
 
 
-def _settings(path: Path | None, result: LoadResult) -> ir.ProjectSettings:
+def _settings(path: Path | None, result: LoadResult) -> tuple[ir.ProjectSettings, Document | None]:
     if path is None:
-        return ir.ProjectSettings()
+        return ir.ProjectSettings(), None
     doc = _read(path, result)
     if doc is None:
-        return ir.ProjectSettings()
+        return ir.ProjectSettings(), None
     problems = check_schema(doc.data, doc.source, "project")
     result.diagnostics.extend(problems)
     if problems:
-        return ir.ProjectSettings()
+        return ir.ProjectSettings(), None
     data = doc.data
     handoff = data.get("handoff", {})
     default = ir.ProjectSettings()
@@ -115,16 +116,23 @@ def _settings(path: Path | None, result: LoadResult) -> ir.ProjectSettings:
         handoff_priority=handoff.get("priority", default.handoff_priority),
         on_offline=handoff.get("on_offline"),
         on_timeout=handoff.get("on_timeout"),
-    )
+    ), doc
 
 
 def load_project(
     paths: Iterable[str | Path], actions: Mapping[str, ActionSpec] = CATALOG
 ) -> LoadResult:
     """Read, schema-check, compile and check every flow; all problems are collected."""
-    files, project_path = flow_files(paths)
+    paths = [Path(p) for p in paths]
+    named = [p for p in paths if p.is_file() and p.name != PROJECT_FILE]
+    # A file of a project is checked with its sibling flows, so links to them resolve;
+    # only the named files' problems are reported.
+    context = [p.parent for p in named if (p.parent / PROJECT_FILE).is_file()]
+    files, project_path = flow_files([*paths, *dict.fromkeys(context)])
+    files = list(dict.fromkeys(f.resolve() for f in files))
+    files = [Path(os.path.relpath(f)) if f.is_relative_to(Path.cwd()) else f for f in files]
     result = LoadResult(project=None, files=[str(f) for f in files])
-    settings = _settings(project_path, result)
+    settings, settings_doc = _settings(project_path, result)
     flows: dict[str, ir.Flow] = {}
     docs: dict[str, Document] = {}
     for path in files:
@@ -161,24 +169,28 @@ def load_project(
             result.diagnostics.extend(check(flow, project))
         result.diagnostics.extend(checks.check_translations(flow, project, docs[flow.name]))
     result.diagnostics.extend(checks.check_busy_loops(project))
-    result.diagnostics.extend(_check_settings(settings, project, project_path, files))
+    if settings_doc is not None:
+        result.diagnostics.extend(_check_settings(settings, project, settings_doc))
+    if context:
+        focus = {str(Path(os.path.relpath(p.resolve()))) if p.resolve().is_relative_to(Path.cwd())
+                 else str(p.resolve()) for p in named}
+        result.files = sorted(focus)
+        result.diagnostics = [d for d in result.diagnostics if d.file in focus]
     result.diagnostics.sort(key=sort_key)
     if files or flows:
         result.project = project
     return result
 
 
-def _check_settings(settings: ir.ProjectSettings, project: ir.Project, path: Path | None,
-                    files: list[Path]) -> Iterable[Diagnostic]:
+def _check_settings(settings: ir.ProjectSettings, project: ir.Project,
+                    doc: Document) -> Iterable[Diagnostic]:
     """E117: the project's start or fallback flow does not exist."""
-    if not files:
-        return
-    where = str(path) if path else str(files[0].parent / PROJECT_FILE)
-    wanted = [("start", settings.start), ("handoff.on_offline", settings.on_offline),
-              ("handoff.on_timeout", settings.on_timeout)]
-    for name, flow in wanted:
+    wanted = [(("start",), settings.start), (("handoff", "on_offline"), settings.on_offline),
+              (("handoff", "on_timeout"), settings.on_timeout)]
+    for path, flow in wanted:
         if flow is not None and flow not in project.flows:
-            yield Diagnostic("E117", f"{name} flow '{flow}' does not exist", where,
-                             severity=Severity.ERROR,
-                             hint="flows: " + ", ".join(sorted(project.flows)) if project.flows
-                             else "no flow compiled")
+            name = ".".join(path)
+            yield Diagnostic("E117", f"{name} flow '{flow}' does not exist", doc.source.file,
+                             doc.source.value(path), severity=Severity.ERROR,
+                             hint=did_you_mean(flow, project.flows)
+                             or "flows: " + ", ".join(sorted(project.flows)))

@@ -74,9 +74,14 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        # "end of stream" is found at the bottom of the file; what is unclosed started earlier.
+        mark = exc.problem_mark
+        if exc.context_mark is not None and (mark is None or "end of stream" in problem):
+            mark = exc.context_mark
+            if exc.context:
+                problem = f"{problem} ({exc.context})"
+        pos = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         return None, [
             Diagnostic(
                 "E001",
