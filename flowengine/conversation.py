@@ -42,10 +42,17 @@ class Turn:
 
 
 class Conversation:
-    def __init__(self, project: ir.Project, backend: OrderBackend, *, locale: str = "",
-                 context: Mapping[str, Any] | None = None, today: date | None = None,
-                 clock: Callable[[], float] = time.time,
-                 failing_actions: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        project: ir.Project,
+        backend: OrderBackend,
+        *,
+        locale: str = "",
+        context: Mapping[str, Any] | None = None,
+        today: date | None = None,
+        clock: Callable[[], float] = time.time,
+        failing_actions: frozenset[str] = frozenset(),
+    ) -> None:
         self.project = project
         self.backend = backend
         self.locale = locale
@@ -57,8 +64,9 @@ class Conversation:
         self.failing_actions = failing_actions
 
     async def start(self, flow: str | None = None) -> Turn:
-        result = start(self.project, now=self.clock(), locale=self.locale,
-                       context=self.context, flow=flow)
+        result = start(
+            self.project, now=self.clock(), locale=self.locale, context=self.context, flow=flow
+        )
         return await self._settle(result)
 
     async def send(self, event: m.Event) -> Turn:

@@ -89,8 +89,13 @@ def render_mermaid(flow: ir.Flow) -> str:
 
 def render_dot(flow: ir.Flow) -> str:
     loc = flow.default_locale
-    lines = [f'digraph "{flow.name}" {{', "  rankdir=TB;", '  node [fontname="Helvetica"];',
-             f'  START [shape=oval, label="{flow.name}"];', f"  START -> {_node_id(flow.start)};"]
+    lines = [
+        f'digraph "{flow.name}" {{',
+        "  rankdir=TB;",
+        '  node [fontname="Helvetica"];',
+        f'  START [shape=oval, label="{flow.name}"];',
+        f"  START -> {_node_id(flow.start)};",
+    ]
     for key, step in flow.steps.items():
         shape = "box, style=rounded" if step.waits else "box"
         text = _label(f"{key}\\n{_summary(step, loc)}")
@@ -98,7 +103,7 @@ def render_dot(flow: ir.Flow) -> str:
     targets = set()
     for src, dst, label in _edges(flow):
         targets.add(dst)
-        lines.append(f'  {src} -> {dst}' + (f' [label="{_label(label)}"];' if label else ";"))
+        lines.append(f"  {src} -> {dst}" + (f' [label="{_label(label)}"];' if label else ";"))
     if "END" in targets:
         lines.append('  END [shape=doublecircle, label="end"];')
     if "HANDOFF" in targets:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,8 +28,16 @@ async def _run(name: str, backend: Any, **args: Any) -> m.ActionResult:
 def test_demo_data_covers_every_state() -> None:
     orders = DemoBackend(TODAY).orders.values()
     statuses = {o["status"] for o in orders}
-    assert {"unfulfilled", "processing", "shipped", "out_for_delivery", "delivered",
-            "partially_fulfilled", "cancelled", "refunded"} <= statuses
+    assert {
+        "unfulfilled",
+        "processing",
+        "shipped",
+        "out_for_delivery",
+        "delivered",
+        "partially_fulfilled",
+        "cancelled",
+        "refunded",
+    } <= statuses
     assert len(orders) >= 12
     assert any(i["final_sale"] for o in orders for i in o["items"])
     delivered = [return_eligibility(o, TODAY) for o in orders if o["status"] == "delivered"]
@@ -57,19 +65,23 @@ async def test_cancel_only_while_unfulfilled() -> None:
     assert shipped.data["cancelled"] is False and shipped.data["reason"] == "shipped"
 
 
-@pytest.mark.parametrize(("number", "email", "reason"), [
-    ("1006", "fah.chai@example.com", "window_closed"),
-    ("1010", "joy.wong@example.com", "final_sale"),
-    ("1003", "chloe.pop@example.com", "not_delivered"),
-    ("1008", "hana.kral@example.com", "cancelled"),
-    ("1009", "ivan.petrescu@example.com", "refunded"),
-])
+@pytest.mark.parametrize(
+    ("number", "email", "reason"),
+    [
+        ("1006", "fah.chai@example.com", "window_closed"),
+        ("1010", "joy.wong@example.com", "final_sale"),
+        ("1003", "chloe.pop@example.com", "not_delivered"),
+        ("1008", "hana.kral@example.com", "cancelled"),
+        ("1009", "ivan.petrescu@example.com", "refunded"),
+    ],
+)
 async def test_return_refusals(number: str, email: str, reason: str) -> None:
     backend = DemoBackend(TODAY)
     check = await _run("returns.check", backend, number=number, email=email)
     assert check.data["eligible"] is False and check.data["reason"] == reason
-    create = await _run("returns.create", backend, number=number, email=email, reason="x",
-                        method="drop_off")
+    create = await _run(
+        "returns.create", backend, number=number, email=email, reason="x", method="drop_off"
+    )
     assert create.data == {"created": False, "reason": reason}
 
 
@@ -77,12 +89,30 @@ async def test_return_skips_final_sale_items_and_issues_an_rma() -> None:
     backend = DemoBackend(TODAY)
     check = await _run("returns.check", backend, number="1011", email="karel.svoboda@example.com")
     assert [i["sku"] for i in check.data["items"]] == ["SHR-BLU-M"]
-    bad = await _run("returns.create", backend, number="1011", email="karel.svoboda@example.com",
-                     reason="too_big", method="drop_off", sku="SOCK-3PK")
+    bad = await _run(
+        "returns.create",
+        backend,
+        number="1011",
+        email="karel.svoboda@example.com",
+        reason="too_big",
+        method="drop_off",
+        sku="SOCK-3PK",
+    )
     assert bad.data == {"created": False, "reason": "item_not_returnable"}
-    ok = await _run("returns.create", backend, number="1011", email="karel.svoboda@example.com",
-                    reason="too_big", method="label", sku="all")
-    assert ok.data["created"] and ok.data["rma"] == "RMA-1011-001" and ok.data["items"] == ["SHR-BLU-M"]
+    ok = await _run(
+        "returns.create",
+        backend,
+        number="1011",
+        email="karel.svoboda@example.com",
+        reason="too_big",
+        method="label",
+        sku="all",
+    )
+    assert (
+        ok.data["created"]
+        and ok.data["rma"] == "RMA-1011-001"
+        and ok.data["items"] == ["SHR-BLU-M"]
+    )
     assert ok.data["label_url"].endswith("label.pdf")
 
 
@@ -105,18 +135,30 @@ async def test_a_failing_or_slow_action_takes_the_error_exit() -> None:
     assert slow.outcome == "error" and slow.data == {"reason": "timeout"}
     unknown = await perform(m.CallAction("1", "nope.nope", {}, 1), Broken(TODAY), TODAY)
     assert unknown.outcome == "error"
-    assert set(ACTIONS) == {"orders.lookup", "orders.cancel", "returns.check", "returns.create",
-                            "tickets.create"}
+    assert set(ACTIONS) == {
+        "orders.lookup",
+        "orders.cancel",
+        "returns.check",
+        "returns.create",
+        "tickets.create",
+    }
 
 
 # -- the HTTP backend against a real local server -------------------------------------------
 
-ORDER = {"number": "5001", "email": "max@example.com", "name": "Max Mustermann", "status": "unfulfilled",
-         "items": [{"sku": "A", "name": "A thing", "qty": 1, "price": 10}], "total": 10, "currency": "EUR"}
+ORDER = {
+    "number": "5001",
+    "email": "max@example.com",
+    "name": "Max Mustermann",
+    "status": "unfulfilled",
+    "items": [{"sku": "A", "name": "A thing", "qty": 1, "price": 10}],
+    "total": 10,
+    "currency": "EUR",
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    seen: list[tuple[str, str, str | None, Any]] = []
+    seen: ClassVar[list[tuple[str, str, str | None, Any]]] = []
     mode = "normal"
 
     def log_message(self, *args: Any) -> None:
@@ -151,7 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._record()
         if self.path == "/api/orders/5001/cancel":
-            return self._reply(200, {**ORDER, "status": "cancelled", "cancel_reason": body["reason"]})
+            return self._reply(
+                200, {**ORDER, "status": "cancelled", "cancel_reason": body["reason"]}
+            )
         if self.path == "/api/tickets":
             return self._reply(201, {"ticket_id": "HD-77"})
         if self.path == "/api/returns":
@@ -171,7 +215,9 @@ def order_api() -> Iterator[str]:
     server.server_close()
 
 
-async def test_http_backend_lookup_cancel_ticket(order_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_http_backend_lookup_cancel_ticket(
+    order_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SHOP_KEY", "s3cret")
     backend = HttpBackend(order_api, auth_header="X-Api-Key", auth_env="SHOP_KEY")
     try:
@@ -179,15 +225,21 @@ async def test_http_backend_lookup_cancel_ticket(order_api: str, monkeypatch: py
         assert found.outcome == "ok" and found.data["first_name"] == "Max"
         missing = await _run("orders.lookup", backend, number="5002", email="max@example.com")
         assert missing.outcome == "not_found"
-        cancelled = await _run("orders.cancel", backend, number="5001", email="max@example.com",
-                               reason="changed mind")
+        cancelled = await _run(
+            "orders.cancel", backend, number="5001", email="max@example.com", reason="changed mind"
+        )
         assert cancelled.data["cancelled"] is True
         ticket = await _run("tickets.create", backend, kind="damaged", details="torn")
         assert ticket.data == {"ticket_id": "HD-77"}
     finally:
         await backend.aclose()
     assert all(key == "s3cret" for _, _, key, _ in _Handler.seen)
-    assert ("POST", "/api/orders/5001/cancel", "s3cret", {"reason": "changed mind"}) in _Handler.seen
+    assert (
+        "POST",
+        "/api/orders/5001/cancel",
+        "s3cret",
+        {"reason": "changed mind"},
+    ) in _Handler.seen
 
 
 @pytest.mark.parametrize("mode", ["500", "garbage", "slow"])
@@ -223,8 +275,14 @@ async def test_http_backend_return_without_rma_is_an_error(order_api: str) -> No
 
         _Handler.do_GET = delivered  # type: ignore[method-assign]
         try:
-            result = await _run("returns.create", backend, number="5001", email="max@example.com",
-                                reason="too_big", method="drop_off")
+            result = await _run(
+                "returns.create",
+                backend,
+                number="5001",
+                email="max@example.com",
+                reason="too_big",
+                method="drop_off",
+            )
         finally:
             _Handler.do_GET = original  # type: ignore[method-assign]
     finally:

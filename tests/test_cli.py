@@ -12,8 +12,14 @@ INVALID = ROOT / "tests" / "fixtures" / "invalid"
 
 
 def flowengine(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flowengine", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flowengine", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_validate_shipped_flows() -> None:
@@ -25,12 +31,17 @@ def test_validate_shipped_flows() -> None:
 def test_validate_refuses_with_file_and_line() -> None:
     r = flowengine("validate", str(INVALID / "E104_unknown_step.yaml"))
     assert r.returncode == 1
-    assert "E104_unknown_step.yaml:7:11: error[E104]: next step 'lookupp' does not exist" in r.stderr
+    assert (
+        "E104_unknown_step.yaml:7:11: error[E104]: next step 'lookupp' does not exist" in r.stderr
+    )
     assert "did you mean 'lookup'?" in r.stderr
     r = flowengine("validate", str(INVALID / "E001_yaml_syntax.yaml"))
     assert r.returncode == 1 and "E001_yaml_syntax.yaml:4:10: error[E001]" in r.stderr
     r = flowengine("validate", str(INVALID / "E010_unknown_key.yaml"))
-    assert r.returncode == 1 and "E010_unknown_key.yaml:5:5: error[E010]: unknown key 'nxt'" in r.stderr
+    assert (
+        r.returncode == 1
+        and "E010_unknown_key.yaml:5:5: error[E010]: unknown key 'nxt'" in r.stderr
+    )
 
 
 def test_strict_fails_on_warnings() -> None:
@@ -66,11 +77,16 @@ def test_conversation_tests_pass_and_report_coverage() -> None:
 
 def test_a_failing_conversation_test_names_its_line(tmp_path: Path) -> None:
     f = tmp_path / "bad.test.yaml"
-    f.write_text("flow: size_guide\ntests:\n  - name: wrong\n    steps:\n      - click: tops\n"
-                 "      - expect: {text: Bananas}\n")
+    f.write_text(
+        "flow: size_guide\ntests:\n  - name: wrong\n    steps:\n      - click: tops\n"
+        "      - expect: {text: Bananas}\n"
+    )
     r = flowengine("test", str(f))
     assert r.returncode == 1
-    assert "FAIL wrong [en]" in r.stdout and "line 6: expected a message containing 'Bananas'" in r.stdout
+    assert (
+        "FAIL wrong [en]" in r.stdout
+        and "line 6: expected a message containing 'Bananas'" in r.stdout
+    )
     f.write_text("tests:\n  - name: x\n    steps:\n      - clik: tops\n")
     r = flowengine("test", str(f))
     assert r.returncode == 1 and "bad.test.yaml:4:" in r.stderr

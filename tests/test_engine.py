@@ -130,7 +130,9 @@ def _settle(project: ir.Project, r: m.Result) -> m.Result:
 
 
 def test_link_returns_to_the_caller(tmp_path: Path) -> None:
-    (tmp_path / "child.yaml").write_text("flow: child\nsteps:\n  - set: {x: 1}\n  - say: in child\n    next: end\n")
+    (tmp_path / "child.yaml").write_text(
+        "flow: child\nsteps:\n  - set: {x: 1}\n  - say: in child\n    next: end\n"
+    )
     (tmp_path / "flowengine.yaml").write_text("start: main\n")
     p = _project(tmp_path, "flow: main\nsteps:\n  - link: child\n  - say: back\n    next: end\n")
     r = start(p, now=0)
@@ -142,8 +144,11 @@ def test_the_step_budget_stops_a_runaway(project: ir.Project) -> None:
     flow = project.flows["main"]
     looping = ir.Goto("spin", ("steps", 99), {"next": "spin"})
     steps = {**flow.steps, "spin": looping}
-    bad = ir.Project({**project.flows, "main": replace(flow, steps=steps, start="spin")},
-                     project.settings, project.version)
+    bad = ir.Project(
+        {**project.flows, "main": replace(flow, steps=steps, start="spin")},
+        project.settings,
+        project.version,
+    )
     r = start(bad, now=0)
     assert r.error is not None and r.error.code == "loop_limit"
     assert r.messages == () and r.state.waiting == "start"
@@ -195,7 +200,9 @@ def test_analytics_events_never_carry_shopper_text(project: ir.Project) -> None:
 
 
 @pytest.mark.parametrize("locale", ["en", "cs", "th", "id", "ro"])
-async def test_a_whole_conversation_in_every_locale(project: ir.Project, locale: str, today: date) -> None:
+async def test_a_whole_conversation_in_every_locale(
+    project: ir.Project, locale: str, today: date
+) -> None:
     conv = Conversation(project, DemoBackend(today), locale=locale, today=today)
     await conv.start()
     await conv.send(m.Choose("track"))

@@ -25,8 +25,22 @@ ORDERS = list(BACKEND.orders.values())
 
 texts = st.one_of(
     st.sampled_from([o["number"] for o in ORDERS] + [o["email"] for o in ORDERS]),
-    st.sampled_from(["1003", "#1005", "9999", "all", "too_small", "label", "WELCOME10",
-                     "<img src=x onerror=alert(1)>", "{{ 7*7 }}", "{% for %}", "ยกเลิก", "čau"]),
+    st.sampled_from(
+        [
+            "1003",
+            "#1005",
+            "9999",
+            "all",
+            "too_small",
+            "label",
+            "WELCOME10",
+            "<img src=x onerror=alert(1)>",
+            "{{ 7*7 }}",
+            "{% for %}",
+            "ยกเลิก",
+            "čau",
+        ]
+    ),
     st.text(max_size=60),
 )
 move = st.one_of(
@@ -35,8 +49,10 @@ move = st.one_of(
     st.tuples(st.just("bogus_click"), st.text(max_size=20)),
     st.tuples(st.just("person"), st.none()),
     st.tuples(st.just("restart"), st.none()),
-    st.tuples(st.just("agent"), st.sampled_from(["assigned", "offline", "timeout", "closed",
-                                                   "handed_back"])),
+    st.tuples(
+        st.just("agent"),
+        st.sampled_from(["assigned", "offline", "timeout", "closed", "handed_back"]),
+    ),
 )
 outcome = st.sampled_from(["real", "real", "real", "not_found", "error"])
 
@@ -63,16 +79,37 @@ def _resolve(call: m.CallAction, how: str) -> m.ActionResult:
     return m.ActionResult(call.call_id, how, None)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flow=st.sampled_from(["main", "track_order", "return_order", "cancel_order",
-                              "report_problem", "size_guide", "shipping", "discounts",
-                              "leave_message", "identify_order"]),
-       locale=st.sampled_from(["en", "cs", "th", "id", "ro", "fr-CA", "", "x" * 40]),
-       moves=st.lists(st.tuples(move, outcome), max_size=25))
-def test_random_walks_never_raise_and_never_strand(project: ir.Project, flow: str, locale: str,
-                                                  moves: list) -> None:
-    r = start(project, now=0, locale=locale, flow=flow,
-              context={"shopper": {"email": ORDERS[0]["email"], "verified": True}})
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flow=st.sampled_from(
+        [
+            "main",
+            "track_order",
+            "return_order",
+            "cancel_order",
+            "report_problem",
+            "size_guide",
+            "shipping",
+            "discounts",
+            "leave_message",
+            "identify_order",
+        ]
+    ),
+    locale=st.sampled_from(["en", "cs", "th", "id", "ro", "fr-CA", "", "x" * 40]),
+    moves=st.lists(st.tuples(move, outcome), max_size=25),
+)
+def test_random_walks_never_raise_and_never_strand(
+    project: ir.Project, flow: str, locale: str, moves: list
+) -> None:
+    r = start(
+        project,
+        now=0,
+        locale=locale,
+        flow=flow,
+        context={"shopper": {"email": ORDERS[0]["email"], "verified": True}},
+    )
     pending = [e for e in r.effects if isinstance(e, m.CallAction)]
     _assert_way_forward(r, pending)
     for (kind, arg), how in moves:

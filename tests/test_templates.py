@@ -8,28 +8,34 @@ from flowengine.language.templates import TemplateProblem, expression, template,
 from flowengine.language.validators import BUILTIN, regex_problem
 
 
-@pytest.mark.parametrize("source", [
-    "{{ 'x' * 100000 }}",
-    "{{ 'x'.center(10**9) }}",
-    "{{ 9**9**9 }}",
-    "{{ ''.__class__.__mro__ }}",
-    "{{ order.__init__.__globals__ }}",
-    "{{ lipsum(10**6) }}",
-    "{{ cycler }}{{ joiner }}{{ namespace }}",
-    "{{ range(10**9) | list }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 100000 }}",
+        "{{ 'x'.center(10**9) }}",
+        "{{ 9**9**9 }}",
+        "{{ ''.__class__.__mro__ }}",
+        "{{ order.__init__.__globals__ }}",
+        "{{ lipsum(10**6) }}",
+        "{{ cycler }}{{ joiner }}{{ namespace }}",
+        "{{ range(10**9) | list }}",
+    ],
+)
 def test_hostile_templates_render_to_nothing(source: str) -> None:
     assert template(source).render({"order": {"n": 1}}) == ""
 
 
-@pytest.mark.parametrize("source", [
-    "{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}",
-    "{% macro m() %}{% endmacro %}",
-    "{% set x = 1 %}",
-    "{{ x | center(9999999) }}",
-    "{{ x | format(1) }}",
-    "{{ unclosed ",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}",
+        "{% macro m() %}{% endmacro %}",
+        "{% set x = 1 %}",
+        "{{ x | center(9999999) }}",
+        "{{ x | format(1) }}",
+        "{{ unclosed ",
+    ],
+)
 def test_unsafe_or_broken_templates_are_refused_at_load(source: str) -> None:
     with pytest.raises(TemplateProblem):
         template(source)

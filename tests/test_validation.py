@@ -30,16 +30,22 @@ CASES = _cases()
 
 
 def test_every_code_has_a_fixture() -> None:
-    documented = set(re.findall(r"\| `([EW]\d{3})`", (FIXTURES.parents[2] / "docs" / "flow-language.md").read_text()))
+    documented = set(
+        re.findall(
+            r"\| `([EW]\d{3})`", (FIXTURES.parents[2] / "docs" / "flow-language.md").read_text()
+        )
+    )
     covered = {code for _, _, code, _, _ in CASES}
     assert documented, "docs/flow-language.md lists the diagnostic codes"
     assert documented <= covered, f"codes without a failing fixture: {sorted(documented - covered)}"
 
 
-@pytest.mark.parametrize(("target", "file", "code", "line", "col"), CASES,
-                         ids=[c[2] for c in CASES])
-def test_fixture_reports_its_code_at_its_position(target: Path, file: Path, code: str, line: int,
-                                                  col: int) -> None:
+@pytest.mark.parametrize(
+    ("target", "file", "code", "line", "col"), CASES, ids=[c[2] for c in CASES]
+)
+def test_fixture_reports_its_code_at_its_position(
+    target: Path, file: Path, code: str, line: int, col: int
+) -> None:
     result = load_project([target])
     found = [d for d in result.diagnostics if d.code == code]
     assert found, f"{code} not reported; got:\n{result.render()}"
@@ -75,7 +81,9 @@ def test_rendering_shows_the_line_a_caret_and_a_hint(tmp_path: Path) -> None:
 
 def test_yaml_bool_trap_gets_a_hint(tmp_path: Path) -> None:
     f = tmp_path / "a.yaml"
-    f.write_text("flow: a\nsteps:\n  - menu: Sure?\n    options:\n      - {label: No, end: resolved}\n")
+    f.write_text(
+        "flow: a\nsteps:\n  - menu: Sure?\n    options:\n      - {label: No, end: resolved}\n"
+    )
     result = load_project([f])
     d = next(d for d in result.errors if d.code == "E012")
     assert "quotes" in (d.hint or "")

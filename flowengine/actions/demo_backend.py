@@ -22,7 +22,11 @@ _DAYS_AHEAD = {"eta_in_days": "eta"}
 
 def load_demo_orders(today: date, path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     if path is None:
-        text = resources.files("flowengine.actions").joinpath("data/demo_orders.json").read_text("utf-8")
+        text = (
+            resources.files("flowengine.actions")
+            .joinpath("data/demo_orders.json")
+            .read_text("utf-8")
+        )
     else:
         text = Path(path).read_text("utf-8")
     orders: dict[str, dict[str, Any]] = {}
@@ -56,8 +60,9 @@ class DemoBackend:
         order["cancel_reason"] = reason
         return copy.deepcopy(order)
 
-    async def create_return(self, number: str, skus: list[str], reason: str,
-                            method: str) -> dict[str, Any]:
+    async def create_return(
+        self, number: str, skus: list[str], reason: str, method: str
+    ) -> dict[str, Any]:
         rma = f"RMA-{number}-{len(self.returns) + 1:03d}"
         record = {"rma": rma, "number": number, "skus": skus, "reason": reason, "method": method}
         if method == "label":

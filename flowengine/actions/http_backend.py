@@ -2,7 +2,7 @@
 
     GET  {base}/orders/{number}          200 order JSON | 404
     POST {base}/orders/{number}/cancel   {"reason"} -> 200 order JSON
-    POST {base}/returns                  {"number", "skus", "reason", "method"} -> 200/201 {"rma", ...}
+    POST {base}/returns                  {"number", "skus", "reason", "method"} -> {"rma", ...}
     POST {base}/tickets                  {"kind", "details", ...} -> 200/201 {"ticket_id"}
 
 The auth header's value comes from an environment variable, never from a flow or a config file.
@@ -22,22 +22,33 @@ from .orders import BackendError
 
 
 class HttpBackend:
-    def __init__(self, base_url: str, *, auth_header: str = "Authorization",
-                 auth_env: str | None = "FLOWENGINE_ORDERS_TOKEN", timeout: float = 5.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth_header: str = "Authorization",
+        auth_env: str | None = "FLOWENGINE_ORDERS_TOKEN",
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "flowengine"}
         token = os.environ.get(auth_env) if auth_env else None
         if token:
             headers[auth_header] = token
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
-                                         timeout=timeout, transport=transport,
-                                         follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _request(self, method: str, path: str, body: Any = None,
-                       missing_ok: bool = False) -> dict[str, Any] | None:
+    async def _request(
+        self, method: str, path: str, body: Any = None, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
         try:
             response = await self._client.request(method, path, json=body)
         except httpx.TimeoutException as exc:
@@ -60,15 +71,18 @@ class HttpBackend:
         return await self._request("GET", f"/orders/{quote(number, safe='')}", missing_ok=True)
 
     async def cancel_order(self, number: str, reason: str | None) -> dict[str, Any]:
-        data = await self._request("POST", f"/orders/{quote(number, safe='')}/cancel",
-                                   {"reason": reason})
+        data = await self._request(
+            "POST", f"/orders/{quote(number, safe='')}/cancel", {"reason": reason}
+        )
         assert data is not None
         return data
 
-    async def create_return(self, number: str, skus: list[str], reason: str,
-                            method: str) -> dict[str, Any]:
-        data = await self._request("POST", "/returns", {"number": number, "skus": skus,
-                                                        "reason": reason, "method": method})
+    async def create_return(
+        self, number: str, skus: list[str], reason: str, method: str
+    ) -> dict[str, Any]:
+        data = await self._request(
+            "POST", "/returns", {"number": number, "skus": skus, "reason": reason, "method": method}
+        )
         assert data is not None
         return data
 

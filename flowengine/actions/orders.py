@@ -31,8 +31,9 @@ class OrderBackend(Protocol):
 
     async def cancel_order(self, number: str, reason: str | None) -> dict[str, Any]: ...
 
-    async def create_return(self, number: str, skus: list[str], reason: str,
-                            method: str) -> dict[str, Any]: ...
+    async def create_return(
+        self, number: str, skus: list[str], reason: str, method: str
+    ) -> dict[str, Any]: ...
 
     async def create_ticket(self, ticket: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -61,14 +62,20 @@ def cancel_refusal(order: Mapping[str, Any]) -> str | None:
     return None if status in CANCELLABLE else str(status)
 
 
-def return_eligibility(order: Mapping[str, Any], today: date,
-                       window_days: int = RETURN_WINDOW_DAYS) -> dict[str, Any]:
+def return_eligibility(
+    order: Mapping[str, Any], today: date, window_days: int = RETURN_WINDOW_DAYS
+) -> dict[str, Any]:
     status = order.get("status")
     delivered = _date(order.get("delivered_at"))
     items = [i for i in order.get("items", []) if isinstance(i, dict)]
     returnable = [i for i in items if not i.get("final_sale") and i.get("fulfilled", True)]
-    out: dict[str, Any] = {"eligible": False, "reason": None, "items": [],
-                           "window_days": window_days, "days_left": None}
+    out: dict[str, Any] = {
+        "eligible": False,
+        "reason": None,
+        "items": [],
+        "window_days": window_days,
+        "days_left": None,
+    }
     if status in ("cancelled", "refunded"):
         out["reason"] = status
     elif status != "delivered" or delivered is None:
@@ -87,8 +94,10 @@ def return_eligibility(order: Mapping[str, Any], today: date,
 
 def _item(i: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "sku": str(i.get("sku", "")), "name": str(i.get("name", "")),
-        "qty": int(i.get("qty", 1) or 1), "price": i.get("price"),
+        "sku": str(i.get("sku", "")),
+        "name": str(i.get("name", "")),
+        "qty": int(i.get("qty", 1) or 1),
+        "price": i.get("price"),
         "final_sale": bool(i.get("final_sale", False)),
         "fulfilled": bool(i.get("fulfilled", True)),
     }
@@ -129,7 +138,11 @@ def describe_order(order: Mapping[str, Any], today: date) -> dict[str, Any]:
 def status_late(order: Mapping[str, Any], today: date) -> bool:
     """On its way, but past the promised delivery date."""
     eta = _date(order.get("eta"))
-    return order.get("status") in ("shipped", "partially_fulfilled") and eta is not None and eta < today
+    return (
+        order.get("status") in ("shipped", "partially_fulfilled")
+        and eta is not None
+        and eta < today
+    )
 
 
 def email_matches(order: Mapping[str, Any], email: Any) -> bool:
@@ -164,22 +177,28 @@ async def cancel(backend: OrderBackend, args: Mapping[str, Any], today: date) ->
         return ActionOutcome("not_found")
     refusal = cancel_refusal(order)
     if refusal is not None:
-        return ActionOutcome("ok", {"cancelled": False, "reason": refusal,
-                                    "order": describe_order(order, today)})
+        return ActionOutcome(
+            "ok", {"cancelled": False, "reason": refusal, "order": describe_order(order, today)}
+        )
     reason = args.get("reason")
     updated = await backend.cancel_order(str(order["number"]), str(reason) if reason else None)
-    return ActionOutcome("ok", {"cancelled": True, "reason": None,
-                                "order": describe_order(updated, today)})
+    return ActionOutcome(
+        "ok", {"cancelled": True, "reason": None, "order": describe_order(updated, today)}
+    )
 
 
-async def check_return(backend: OrderBackend, args: Mapping[str, Any], today: date) -> ActionOutcome:
+async def check_return(
+    backend: OrderBackend, args: Mapping[str, Any], today: date
+) -> ActionOutcome:
     order = await _find(backend, args)
     if order is None:
         return ActionOutcome("not_found")
     return ActionOutcome("ok", return_eligibility(order, today))
 
 
-async def create_return(backend: OrderBackend, args: Mapping[str, Any], today: date) -> ActionOutcome:
+async def create_return(
+    backend: OrderBackend, args: Mapping[str, Any], today: date
+) -> ActionOutcome:
     order = await _find(backend, args)
     if order is None:
         return ActionOutcome("not_found")
@@ -200,13 +219,26 @@ async def create_return(backend: OrderBackend, args: Mapping[str, Any], today: d
     rma = created.get("rma")
     if not rma:
         raise BackendError("the backend created a return without an RMA number")
-    return ActionOutcome("ok", {"created": True, "rma": str(rma), "items": skus, "method": method,
-                                "reason": reason, "label_url": created.get("label_url")})
+    return ActionOutcome(
+        "ok",
+        {
+            "created": True,
+            "rma": str(rma),
+            "items": skus,
+            "method": method,
+            "reason": reason,
+            "label_url": created.get("label_url"),
+        },
+    )
 
 
-async def create_ticket(backend: OrderBackend, args: Mapping[str, Any], today: date) -> ActionOutcome:
-    ticket = {k: (str(args[k])[:4000] if args.get(k) is not None else None)
-              for k in ("kind", "details", "number", "email", "name")}
+async def create_ticket(
+    backend: OrderBackend, args: Mapping[str, Any], today: date
+) -> ActionOutcome:
+    ticket = {
+        k: (str(args[k])[:4000] if args.get(k) is not None else None)
+        for k in ("kind", "details", "number", "email", "name")
+    }
     created = await backend.create_ticket(ticket)
     ticket_id = created.get("ticket_id")
     if not ticket_id:

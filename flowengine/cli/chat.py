@@ -31,8 +31,10 @@ def _show(turn: Turn, conv: Conversation) -> None:
             print(f"     [{i}] {o['label']}{suffix}")
     for e in turn.effects:
         if isinstance(e, m.RequestHandoff):
-            print(f"--  handoff to queue '{e.queue}' (priority {e.priority}, reason {e.reason!r});"
-                  " play the agent with /agent assigned|offline|timeout|closed|handed_back")
+            print(
+                f"--  handoff to queue '{e.queue}' (priority {e.priority}, reason {e.reason!r});"
+                " play the agent with /agent assigned|offline|timeout|closed|handed_back"
+            )
     if turn.error is not None:
         print(f"!!  {turn.error.message} [{turn.error.code}]")
     if conv.state is not None and conv.state.waiting == "ended":

@@ -14,8 +14,12 @@ DEFAULT_FLOWS = "flows"
 
 
 def _flows_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flows", default=DEFAULT_FLOWS, metavar="DIR",
-                   help="directory of flows (default: ./flows)")
+    p.add_argument(
+        "--flows",
+        default=DEFAULT_FLOWS,
+        metavar="DIR",
+        help="directory of flows (default: ./flows)",
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -32,8 +36,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not result.files:
             print(f"no flow files found in {', '.join(paths)}", file=sys.stderr)
         status = "FAILED" if failed else "ok"
-        print(f"{status}: {len(result.files)} file(s), {errors} error(s), {warnings} warning(s)",
-              file=sys.stderr if failed else sys.stdout)
+        print(
+            f"{status}: {len(result.files)} file(s), {errors} error(s), {warnings} warning(s)",
+            file=sys.stderr if failed else sys.stdout,
+        )
     return 1 if failed else 0
 
 
@@ -45,8 +51,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(result.render(include_warnings=False), file=sys.stderr)
         return 1
     if args.flow not in result.project.flows:
-        print(f"no flow '{args.flow}'; flows: {', '.join(sorted(result.project.flows))}",
-              file=sys.stderr)
+        print(
+            f"no flow '{args.flow}'; flows: {', '.join(sorted(result.project.flows))}",
+            file=sys.stderr,
+        )
         return 2
     print(render_graph(result.project.flows[args.flow], args.format))
     return 0

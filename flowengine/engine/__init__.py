@@ -17,6 +17,18 @@ from .model import (
 from .step import start, step
 
 __all__ = [
-    "ActionResult", "AskForPerson", "CallAction", "Choose", "EngineError", "HandoffUpdate",
-    "Message", "RequestHandoff", "Restart", "Result", "State", "Text", "start", "step",
+    "ActionResult",
+    "AskForPerson",
+    "CallAction",
+    "Choose",
+    "EngineError",
+    "HandoffUpdate",
+    "Message",
+    "RequestHandoff",
+    "Restart",
+    "Result",
+    "State",
+    "Text",
+    "start",
+    "step",
 ]

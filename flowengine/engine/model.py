@@ -47,14 +47,29 @@ class State:
     def to_json(self) -> dict[str, Any]:
         h = self.handoff
         return {
-            "version": self.version, "locale": self.locale, "flow": self.flow, "step": self.step,
-            "waiting": self.waiting, "vars": self.vars, "context": self.context,
-            "stack": [list(f) for f in self.stack], "options": [list(o) for o in self.options],
-            "tries": self.tries, "pending": self.pending, "counter": self.counter,
-            "handoff": None if h is None else {
-                "queue": h.queue, "priority": h.priority, "reason": h.reason,
-                "back": _pair(h.back), "offline": _pair(h.offline), "timeout": _pair(h.timeout),
-                "assigned": h.assigned, "origin": _pair(h.origin),
+            "version": self.version,
+            "locale": self.locale,
+            "flow": self.flow,
+            "step": self.step,
+            "waiting": self.waiting,
+            "vars": self.vars,
+            "context": self.context,
+            "stack": [list(f) for f in self.stack],
+            "options": [list(o) for o in self.options],
+            "tries": self.tries,
+            "pending": self.pending,
+            "counter": self.counter,
+            "handoff": None
+            if h is None
+            else {
+                "queue": h.queue,
+                "priority": h.priority,
+                "reason": h.reason,
+                "back": _pair(h.back),
+                "offline": _pair(h.offline),
+                "timeout": _pair(h.timeout),
+                "assigned": h.assigned,
+                "origin": _pair(h.origin),
             },
             "resolution": self.resolution,
         }
@@ -63,15 +78,28 @@ class State:
     def from_json(cls, d: dict[str, Any]) -> State:
         h = d.get("handoff")
         return cls(
-            version=d["version"], locale=d["locale"], flow=d["flow"], step=d["step"],
-            waiting=d["waiting"], vars=dict(d.get("vars", {})), context=dict(d.get("context", {})),
+            version=d["version"],
+            locale=d["locale"],
+            flow=d["flow"],
+            step=d["step"],
+            waiting=d["waiting"],
+            vars=dict(d.get("vars", {})),
+            context=dict(d.get("context", {})),
             stack=tuple((a, b) for a, b in d.get("stack", [])),
             options=tuple((a, b) for a, b in d.get("options", [])),
-            tries=d.get("tries", 0), pending=d.get("pending"), counter=d.get("counter", 0),
-            handoff=None if h is None else Handoff(
-                queue=h["queue"], priority=h["priority"], reason=h.get("reason"),
-                back=_tuple(h.get("back")), offline=_tuple(h.get("offline")),
-                timeout=_tuple(h.get("timeout")), assigned=h.get("assigned", False),
+            tries=d.get("tries", 0),
+            pending=d.get("pending"),
+            counter=d.get("counter", 0),
+            handoff=None
+            if h is None
+            else Handoff(
+                queue=h["queue"],
+                priority=h["priority"],
+                reason=h.get("reason"),
+                back=_tuple(h.get("back")),
+                offline=_tuple(h.get("offline")),
+                timeout=_tuple(h.get("timeout")),
+                assigned=h.get("assigned", False),
                 origin=_tuple(h.get("origin")),
             ),
             resolution=d.get("resolution"),
@@ -138,8 +166,12 @@ class Message:
     locale: str | None = None  # the locale the text was found in (tests check for fallbacks)
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.sender, "text": self.text, "options": list(self.options),
-                "input": self.input}
+        return {
+            "from": self.sender,
+            "text": self.text,
+            "options": list(self.options),
+            "input": self.input,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,9 +95,12 @@ def _clean_context(context: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("shopper", "page", "context"):
         value = context.get(key)
         if isinstance(value, dict):
-            out[key] = {str(k)[:64]: v for k, v in list(value.items())[:32]
-                        if isinstance(v, str | int | float | bool | type(None))
-                        and (not isinstance(v, str) or len(v) <= 500)}
+            out[key] = {
+                str(k)[:64]: v
+                for k, v in list(value.items())[:32]
+                if isinstance(v, str | int | float | bool | type(None))
+                and (not isinstance(v, str) or len(v) <= 500)
+            }
     return out
 
 
@@ -138,8 +141,13 @@ class _Run:
 
     def variables(self) -> dict[str, Any]:
         ctx = self.context
-        return {**self.vars, "shopper": ctx.get("shopper", {}), "page": ctx.get("page", {}),
-                "context": ctx.get("context", {}), "locale": self.locale}
+        return {
+            **self.vars,
+            "shopper": ctx.get("shopper", {}),
+            "page": ctx.get("page", {}),
+            "context": ctx.get("context", {}),
+            "locale": self.locale,
+        }
 
     def chain(self) -> tuple[str, ...]:
         default = self.flow.default_locale if self.flow_name else self.project.settings.locales[0]
@@ -148,8 +156,14 @@ class _Run:
     def render(self, text: LocalText) -> tuple[str, str]:
         return text.render(self.chain(), self.variables())
 
-    def say(self, text: LocalText, *, sender: str = "bot", options: tuple[dict[str, str], ...] = (),
-            input_: dict[str, Any] | None = None) -> None:
+    def say(
+        self,
+        text: LocalText,
+        *,
+        sender: str = "bot",
+        options: tuple[dict[str, str], ...] = (),
+        input_: dict[str, Any] | None = None,
+    ) -> None:
         body, loc = self.render(text)
         self.messages.append(m.Message(sender, body, options, input_, loc))
 
@@ -162,13 +176,28 @@ class _Run:
     def result(self) -> m.Result:
         state = m.State(
             version=self.before.version if self.before.version else self.project.version,
-            locale=self.locale, flow=self.flow_name, step=self.key, waiting=self.waiting,
-            vars=self.vars, context=self.context, stack=tuple(self.stack), options=self.options,
-            tries=self.tries, pending=self.pending, counter=self.counter, handoff=self.handoff,
+            locale=self.locale,
+            flow=self.flow_name,
+            step=self.key,
+            waiting=self.waiting,
+            vars=self.vars,
+            context=self.context,
+            stack=tuple(self.stack),
+            options=self.options,
+            tries=self.tries,
+            pending=self.pending,
+            counter=self.counter,
+            handoff=self.handoff,
             resolution=self.resolution,
         )
-        return m.Result(state, tuple(self.messages), tuple(self.effects), tuple(self.events),
-                        None, tuple(self.visited))
+        return m.Result(
+            state,
+            tuple(self.messages),
+            tuple(self.effects),
+            tuple(self.events),
+            None,
+            tuple(self.visited),
+        )
 
     # -- movement ------------------------------------------------------------------------
     def enter_flow(self, name: str) -> None:
@@ -193,9 +222,12 @@ class _Run:
                 target = self.key_after_return
                 continue
             if target == ir.HANDOFF:
-                self.start_handoff(self.project.settings.handoff_queue,
-                                   self.project.settings.handoff_priority,
-                                   f"{self.flow_name}.{self.key}", back=None)
+                self.start_handoff(
+                    self.project.settings.handoff_queue,
+                    self.project.settings.handoff_priority,
+                    f"{self.flow_name}.{self.key}",
+                    back=None,
+                )
                 return
             self.key = target
             step = self.current
@@ -266,9 +298,12 @@ class _Run:
             case ir.Handoff():
                 flow = self.flow_name
                 self.start_handoff(
-                    step.spec.queue or self.project.settings.handoff_queue, step.spec.priority,
-                    step.spec.reason, back=(flow, step.edges["next"]),
-                    offline=_edge(flow, step, "offline"), timeout=_edge(flow, step, "timeout"),
+                    step.spec.queue or self.project.settings.handoff_queue,
+                    step.spec.priority,
+                    step.spec.reason,
+                    back=(flow, step.edges["next"]),
+                    offline=_edge(flow, step, "offline"),
+                    timeout=_edge(flow, step, "timeout"),
                 )
                 return None
             case ir.End():
@@ -302,8 +337,10 @@ class _Run:
 
     def ask_choices(self, step: ir.Ask) -> list[dict[str, str]]:
         variables = self.variables()
-        out = [{"id": c.value, "label": c.label.render(self.chain(), variables)[0]}
-               for c in step.choices]
+        out = [
+            {"id": c.value, "label": c.label.render(self.chain(), variables)[0]}
+            for c in step.choices
+        ]
         if step.choices_from is not None:
             items = step.choices_from.items.evaluate(variables)
             if isinstance(items, list | tuple):
@@ -311,8 +348,10 @@ class _Run:
                     scope = {**variables, "item": item}
                     value = step.choices_from.value.render(scope)
                     if value:
-                        out.insert(len(out) - len(step.choices),
-                                   {"id": value[:100], "label": step.choices_from.label.render(scope)})
+                        out.insert(
+                            len(out) - len(step.choices),
+                            {"id": value[:100], "label": step.choices_from.label.render(scope)},
+                        )
         return out
 
     def show_ask(self, step: ir.Ask, text: LocalText) -> None:
@@ -356,9 +395,12 @@ class _Run:
             case "handoff":
                 spec = chosen.handoff or ir.HandoffSpec()
                 self.visited.append((self.flow_name, step.key, f"option:{option}"))
-                self.start_handoff(spec.queue or self.project.settings.handoff_queue,
-                                   spec.priority, spec.reason,
-                                   back=(self.flow_name, step.key))
+                self.start_handoff(
+                    spec.queue or self.project.settings.handoff_queue,
+                    spec.priority,
+                    spec.reason,
+                    back=(self.flow_name, step.key),
+                )
 
     def text(self, text: str) -> None:
         if len(text) > MAX_TEXT:
@@ -384,8 +426,14 @@ class _Run:
         self.echo(text)
         if step.validator is None:  # one_of: the text must name a choice
             wanted = text.strip().casefold()
-            value = next((oid for oid, label in self.options
-                          if label.casefold() == wanted or oid.casefold() == wanted), None)
+            value = next(
+                (
+                    oid
+                    for oid, label in self.options
+                    if label.casefold() == wanted or oid.casefold() == wanted
+                ),
+                None,
+            )
         else:
             value = step.validator.check(text[:500])
         self.emit("text_given", flow=self.flow_name, step=step.key, valid=value is not None)
@@ -418,8 +466,13 @@ class _Run:
         step = self.current
         assert isinstance(step, ir.Call)
         self.pending = None
-        self.emit("action_finished", flow=self.flow_name, step=step.key, action=step.action,
-                  outcome=event.outcome)
+        self.emit(
+            "action_finished",
+            flow=self.flow_name,
+            step=step.key,
+            action=step.action,
+            outcome=event.outcome,
+        )
         if event.outcome == "ok":
             if step.save_as:
                 self.vars[step.save_as] = event.data
@@ -435,20 +488,37 @@ class _Run:
         if self.waiting == "action":
             raise _Refused("busy", "one moment: still working on the last answer")
         self.emit("handoff_asked", flow=self.flow_name, step=self.key, by="shopper")
-        self.start_handoff(self.project.settings.handoff_queue,
-                           self.project.settings.handoff_priority, "shopper asked",
-                           back=(self.flow_name, self.key))
+        self.start_handoff(
+            self.project.settings.handoff_queue,
+            self.project.settings.handoff_priority,
+            "shopper asked",
+            back=(self.flow_name, self.key),
+        )
 
-    def start_handoff(self, queue: str, priority: str, reason: str | None, *,
-                      back: tuple[str, str] | None, offline: tuple[str, str] | None = None,
-                      timeout: tuple[str, str] | None = None) -> None:
-        self.handoff = m.Handoff(queue, priority, reason, back, offline, timeout,
-                                 origin=(self.flow_name, self.key))
+    def start_handoff(
+        self,
+        queue: str,
+        priority: str,
+        reason: str | None,
+        *,
+        back: tuple[str, str] | None,
+        offline: tuple[str, str] | None = None,
+        timeout: tuple[str, str] | None = None,
+    ) -> None:
+        self.handoff = m.Handoff(
+            queue, priority, reason, back, offline, timeout, origin=(self.flow_name, self.key)
+        )
         self.waiting = "agent"
         self.options = ()
         self.say(TEXTS["handoff.connecting"], sender="system")
-        self.emit("handoff_requested", flow=self.flow_name, step=self.key, queue=queue,
-                  priority=priority, reason=reason)
+        self.emit(
+            "handoff_requested",
+            flow=self.flow_name,
+            step=self.key,
+            queue=queue,
+            priority=priority,
+            reason=reason,
+        )
         self.effects.append(m.RequestHandoff(queue, priority, reason, self.flow_name, self.key))
 
     def handoff_update(self, outcome: str) -> None:

@@ -7,8 +7,8 @@ linters register rules; `docs/flow-language.md` lists every code.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from . import ir
@@ -22,8 +22,16 @@ TEXT_KEYS = frozenset({"say", "menu", "prompt", "label", "title", "retry"})
 FlowCheck = Callable[[ir.Flow, ir.Project], Iterator[Diagnostic]]
 
 
-def _diag(flow: ir.Flow, code: str, message: str, path: tuple[Any, ...], *, key: bool = False,
-          hint: str | None = None, severity: Severity = Severity.ERROR) -> Diagnostic:
+def _diag(
+    flow: ir.Flow,
+    code: str,
+    message: str,
+    path: tuple[Any, ...],
+    *,
+    key: bool = False,
+    hint: str | None = None,
+    severity: Severity = Severity.ERROR,
+) -> Diagnostic:
     pos = flow.source.key(path) if key else flow.source.value(path)
     return Diagnostic(code, message, flow.file, pos, severity, hint)
 
@@ -45,8 +53,13 @@ def check_unreachable(flow: ir.Flow, project: ir.Project) -> Iterator[Diagnostic
     live = reachable(flow)
     for key, step in flow.steps.items():
         if key not in live and len(step.path) == 2:  # inline steps follow their parent
-            yield _diag(flow, "E105", f"step '{key}' can never be reached", step.path,
-                        hint="point a `next`, `goto`, option or branch at it, or delete it")
+            yield _diag(
+                flow,
+                "E105",
+                f"step '{key}' can never be reached",
+                step.path,
+                hint="point a `next`, `goto`, option or branch at it, or delete it",
+            )
 
 
 def check_flow_targets(flow: ir.Flow, project: ir.Project) -> Iterator[Diagnostic]:
@@ -56,16 +69,24 @@ def check_flow_targets(flow: ir.Flow, project: ir.Project) -> Iterator[Diagnosti
         if isinstance(step, ir.Link):
             refs.append((step.flow, (*step.path, "link")))
         elif isinstance(step, ir.Menu):
-            refs.extend((o.value or "", (*o.path, "flow")) for o in step.options if o.action == "flow")
+            refs.extend(
+                (o.value or "", (*o.path, "flow")) for o in step.options if o.action == "flow"
+            )
         for name, path in refs:
             if name not in project.flows:
-                yield _diag(flow, "E103", f"flow '{name}' does not exist", path,
-                            hint=did_you_mean(name, project.flows)
-                            or "flows: " + ", ".join(sorted(project.flows)))
+                yield _diag(
+                    flow,
+                    "E103",
+                    f"flow '{name}' does not exist",
+                    path,
+                    hint=did_you_mean(name, project.flows)
+                    or "flows: " + ", ".join(sorted(project.flows)),
+                )
 
 
-def definitely_set(flow: ir.Flow, exports: dict[str, frozenset[str]] | None = None
-                   ) -> dict[str, frozenset[str]]:
+def definitely_set(
+    flow: ir.Flow, exports: dict[str, frozenset[str]] | None = None
+) -> dict[str, frozenset[str]]:
     """For each step, the variables set on every path from the flow's start to it.
 
     `exports` gives, per flow, what it sets on every path to its end: after `link: x` returns,
@@ -115,15 +136,27 @@ def flow_exports(project: ir.Project) -> dict[str, frozenset[str]]:
         if name in out:
             return out[name]
         flow = project.flows[name]
-        children = {s.flow for s in flow.steps.values()
-                    if isinstance(s, ir.Link) and s.flow in project.flows and s.flow not in visiting}
+        children = {
+            s.flow
+            for s in flow.steps.values()
+            if isinstance(s, ir.Link) and s.flow in project.flows and s.flow not in visiting
+        }
         exports = {c: compute(c, visiting | {name}) for c in children}
         known = definitely_set(flow, exports)
         live = reachable(flow)
-        ends = [known[s.key] | (exports.get(s.flow, frozenset()) if isinstance(s, ir.Link)
-                                and label == "next" else s.assigns(label))
-                for s, label, target in flow.edges() if target == ir.END and s.key in live]
-        ends += [known[s.key] for s in flow.steps.values() if isinstance(s, ir.End) and s.key in live]
+        ends = [
+            known[s.key]
+            | (
+                exports.get(s.flow, frozenset())
+                if isinstance(s, ir.Link) and label == "next"
+                else s.assigns(label)
+            )
+            for s, label, target in flow.edges()
+            if target == ir.END and s.key in live
+        ]
+        ends += [
+            known[s.key] for s in flow.steps.values() if isinstance(s, ir.End) and s.key in live
+        ]
         result = frozenset.intersection(*ends) - BUILTIN_VARIABLES if ends else frozenset()
         if not visiting:
             out[name] = result
@@ -142,11 +175,14 @@ def check_unset_variables(flow: ir.Flow, project: ir.Project) -> Iterator[Diagno
         if key not in live:
             continue
         for name in sorted(step.reads() - known[key]):
-            yield _diag(flow, "E110",
-                        f"step '{key}' uses '{name}', which may be unset when this step runs",
-                        step.path,
-                        hint=f"set '{name}' on every path to this step (an `ask`, `call ... save_as` "
-                        f"or `set`), or guard it with `if: {name} is defined`")
+            yield _diag(
+                flow,
+                "E110",
+                f"step '{key}' uses '{name}', which may be unset when this step runs",
+                step.path,
+                hint=f"set '{name}' on every path to this step (an `ask`, `call ... save_as` "
+                f"or `set`), or guard it with `if: {name} is defined`",
+            )
 
 
 def check_translations(flow: ir.Flow, project: ir.Project, doc: Document) -> Iterator[Diagnostic]:
@@ -162,16 +198,28 @@ def check_translations(flow: ir.Flow, project: ir.Project, doc: Document) -> Ite
                 p = (*path, i) if isinstance(value, list) else path
                 if isinstance(item, str):
                     if re.search(r"[^\W\d_]", re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", item)):
-                        yield _diag(flow, "W201", "text has no translations", p,
-                                    severity=Severity.WARNING,
-                                    hint="write it as a map: {" + ", ".join(f"{loc}: ..." for loc in declared) + "}")
+                        yield _diag(
+                            flow,
+                            "W201",
+                            "text has no translations",
+                            p,
+                            severity=Severity.WARNING,
+                            hint="write it as a map: {"
+                            + ", ".join(f"{loc}: ..." for loc in declared)
+                            + "}",
+                        )
                 elif isinstance(item, dict):
                     have = {k.lower() for k in item}
                     missing = [loc for loc in declared if loc not in have]
                     if missing:
-                        yield _diag(flow, "W201", "missing translation for " + ", ".join(missing), p,
-                                    severity=Severity.WARNING,
-                                    hint=f"the flow declares the locales {', '.join(declared)}")
+                        yield _diag(
+                            flow,
+                            "W201",
+                            "missing translation for " + ", ".join(missing),
+                            p,
+                            severity=Severity.WARNING,
+                            hint=f"the flow declares the locales {', '.join(declared)}",
+                        )
             return
         if isinstance(value, dict):
             for k, v in value.items():
@@ -241,9 +289,13 @@ def check_busy_loops(project: ir.Project) -> Iterator[Diagnostic]:
         first = min(component, key=lambda n: (n[0], project.flows[n[0]].steps[n[1]].path))
         flow = project.flows[first[0]]
         ring = " -> ".join(k for _, k in sorted(component)) + f" -> {sorted(component)[0][1]}"
-        yield _diag(flow, "E111", f"steps loop without ever waiting for the shopper: {ring}",
-                    flow.steps[first[1]].path,
-                    hint="put a menu or an ask in the loop, or give it a way out")
+        yield _diag(
+            flow,
+            "E111",
+            f"steps loop without ever waiting for the shopper: {ring}",
+            flow.steps[first[1]].path,
+            hint="put a menu or an ask in the loop, or give it a way out",
+        )
 
 
 def _cycles(graph: dict[tuple[str, str], list[tuple[str, str]]]) -> list[list[tuple[str, str]]]:

@@ -63,7 +63,9 @@ class _Lowering:
         self.pending: list[tuple[ir.Step, str, _UserTarget]] = []
 
     # -- diagnostics ---------------------------------------------------------------------
-    def error(self, code: str, message: str, path: Path, *, key: bool = False, hint: str | None = None) -> None:
+    def error(
+        self, code: str, message: str, path: Path, *, key: bool = False, hint: str | None = None
+    ) -> None:
         pos = self.src.key(path) if key else self.src.value(path)
         self.problems.append(Diagnostic(code, message, self.file, pos, hint=hint))
 
@@ -81,11 +83,17 @@ class _Lowering:
                 template(v)
                 good[sub[0] if sub else "*"] = v
             except TemplateProblem as exc:
-                self.error("E113", f"template error: {exc}", (*path, *sub),
-                           hint="write variables as {{ name }} and conditions as {% if ... %}")
+                self.error(
+                    "E113",
+                    f"template error: {exc}",
+                    (*path, *sub),
+                    hint="write variables as {{ name }} and conditions as {% if ... %}",
+                )
         return Text.of(good or {"*": ""}) if good else Text.of("")
 
-    def template(self, value: Any, path: Path, *, native: bool = False) -> Template | Expression | Any:
+    def template(
+        self, value: Any, path: Path, *, native: bool = False
+    ) -> Template | Expression | Any:
         if not isinstance(value, str):
             return value
         try:
@@ -98,8 +106,12 @@ class _Lowering:
         try:
             return expression(source)
         except TemplateProblem as exc:
-            self.error("E113", f"expression error: {exc}", path,
-                       hint="write conditions like order.status == 'shipped'")
+            self.error(
+                "E113",
+                f"expression error: {exc}",
+                path,
+                hint="write conditions like order.status == 'shipped'",
+            )
             return None
 
     # -- structure -----------------------------------------------------------------------
@@ -118,15 +130,18 @@ class _Lowering:
     def keys_for(self, items: list[dict[str, Any]], path: Path, prefix: str) -> list[str]:
         return [self.claim(item, (*path, i), f"{prefix}[{i}]") for i, item in enumerate(items)]
 
-    def lower_list(self, items: list[dict[str, Any]], path: Path, prefix: str, cont: Continuation) -> str:
+    def lower_list(
+        self, items: list[dict[str, Any]], path: Path, prefix: str, cont: Continuation
+    ) -> str:
         keys = self.keys_for(items, path, prefix)
         for i, (item, key) in enumerate(zip(items, keys, strict=True)):
             after: Continuation = _Key(keys[i + 1]) if i + 1 < len(items) else cont
             self.lower_step(item, (*path, i), key, after)
         return keys[0]
 
-    def lower_branch(self, value: Any, path: Path, key: str, cont: Continuation, step: ir.Step,
-                     label: str) -> None:
+    def lower_branch(
+        self, value: Any, path: Path, key: str, cont: Continuation, step: ir.Step, label: str
+    ) -> None:
         if isinstance(value, str):
             self.pending.append((step, label, _UserTarget(value, path, label.split(":")[0])))
         elif isinstance(value, dict):
@@ -159,14 +174,37 @@ class _Lowering:
         if "id" in raw:
             ident = raw["id"]
             if ident in ir.RESERVED_TARGETS:
-                self.error("E116", f"'{ident}' is reserved and cannot be a step id", (*path, "id"),
-                           hint="`end` and `handoff` are targets every flow already has; pick another name")
+                self.error(
+                    "E116",
+                    f"'{ident}' is reserved and cannot be a step id",
+                    (*path, "id"),
+                    hint="`end` and `handoff` are targets every flow has; pick another name",
+                )
             elif path in self.duplicates:
                 first = self.src.value((*self.ids[ident], "id"))
-                self.error("E101", f"duplicate step id '{ident}'", (*path, "id"),
-                           hint=f"'{ident}' is already the id of the step at line {first.line}")
-        kind = next(k for k in ("say", "menu", "ask", "call", "switch", "if", "set", "goto",
-                                "link", "handoff", "end") if k in raw)
+                self.error(
+                    "E101",
+                    f"duplicate step id '{ident}'",
+                    (*path, "id"),
+                    hint=f"'{ident}' is already the id of the step at line {first.line}",
+                )
+        kind = next(
+            k
+            for k in (
+                "say",
+                "menu",
+                "ask",
+                "call",
+                "switch",
+                "if",
+                "set",
+                "goto",
+                "link",
+                "handoff",
+                "end",
+            )
+            if k in raw
+        )
         step = getattr(self, f"lower_{kind}")(raw, path, key)
         self.steps[key] = step
         if kind in FALLTHROUGH_KINDS:
@@ -174,17 +212,33 @@ class _Lowering:
             after = explicit or cont
             self.finish(kind, raw, path, key, step, after)
 
-    def finish(self, kind: str, raw: dict[str, Any], path: Path, key: str, step: ir.Step,
-               after: Continuation) -> None:
+    def finish(
+        self,
+        kind: str,
+        raw: dict[str, Any],
+        path: Path,
+        key: str,
+        step: ir.Step,
+        after: Continuation,
+    ) -> None:
         if kind == "switch":
             for value, branch in raw["cases"].items():
                 label = f"case:{value}"
-                self.lower_branch(branch, (*path, "cases", value), f"{key}.cases.{value}", after, step, label)
+                self.lower_branch(
+                    branch, (*path, "cases", value), f"{key}.cases.{value}", after, step, label
+                )
             if "default" in raw:
-                self.lower_branch(raw["default"], (*path, "default"), f"{key}.default", after, step, "default")
+                self.lower_branch(
+                    raw["default"], (*path, "default"), f"{key}.default", after, step, "default"
+                )
             else:
-                self.error("E107", f"switch '{key}' has no default branch", path, key=True,
-                           hint="add `default:`; a value no case expects would otherwise strand the shopper")
+                self.error(
+                    "E107",
+                    f"switch '{key}' has no default branch",
+                    path,
+                    key=True,
+                    hint="add `default:`; a value no case expects would strand the shopper",
+                )
                 step.edges["default"] = ir.HANDOFF
             return
         if kind == "if":
@@ -192,8 +246,13 @@ class _Lowering:
             if "else" in raw:
                 self.lower_branch(raw["else"], (*path, "else"), f"{key}.else", after, step, "else")
             else:
-                self.error("E107", f"if '{key}' has no else branch", path, key=True,
-                           hint="add `else:` (it may be `else: <next step id>`)")
+                self.error(
+                    "E107",
+                    f"if '{key}' has no else branch",
+                    path,
+                    key=True,
+                    hint="add `else:` (it may be `else: <next step id>`)",
+                )
                 step.edges["else"] = ir.HANDOFF
             return
         self.connect(step, "next", after)
@@ -201,7 +260,9 @@ class _Lowering:
             self.connect(step, "fail", self.target_field(raw, "on_fail", path) or _Key(ir.HANDOFF))
         elif kind == "call":
             on_error = self.target_field(raw, "on_error", path)
-            self.connect(step, "not_found", self.target_field(raw, "on_not_found", path) or on_error)
+            self.connect(
+                step, "not_found", self.target_field(raw, "on_not_found", path) or on_error
+            )
             self.connect(step, "error", on_error)
         elif kind == "handoff":
             for field in ("on_offline", "on_timeout"):
@@ -216,19 +277,30 @@ class _Lowering:
     def lower_menu(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
         step = ir.Menu(key, path, text=self.text(raw["menu"], (*path, "menu")))
         if not raw["options"]:
-            self.error("E112", f"menu '{key}' has no options", (*path, "options"),
-                       hint="a menu waits for a click; give it at least one option")
+            self.error(
+                "E112",
+                f"menu '{key}' has no options",
+                (*path, "options"),
+                hint="a menu waits for a click; give it at least one option",
+            )
         seen: dict[str, Path] = {}
         for i, opt in enumerate(raw["options"]):
             opath = (*path, "options", i)
             action = next(a for a in ("goto", "flow", "url", "handoff", "end") if a in opt)
             value = opt[action]
-            derived = {"goto": value, "flow": value, "url": f"link{i + 1}", "handoff": "handoff",
-                       "end": f"end_{value}"}[action]
+            derived = {
+                "goto": value,
+                "flow": value,
+                "url": f"link{i + 1}",
+                "handoff": "handoff",
+                "end": f"end_{value}",
+            }[action]
             oid = opt.get("id") or derived
             if oid in seen:
                 if "id" in opt:
-                    self.error("E101", f"duplicate option id '{oid}' in menu '{key}'", (*opath, "id"))
+                    self.error(
+                        "E101", f"duplicate option id '{oid}' in menu '{key}'", (*opath, "id")
+                    )
                 oid = f"{oid}_{i + 1}"
             seen[oid] = opath
             handoff = None
@@ -247,14 +319,20 @@ class _Lowering:
             step.options.append(option)
             label = f"option:{oid}"
             if action == "goto":
-                self.pending.append((step, label, _UserTarget(opt["goto"], (*opath, "goto"), "goto")))
+                self.pending.append(
+                    (step, label, _UserTarget(opt["goto"], (*opath, "goto"), "goto"))
+                )
             elif action == "handoff":
                 step.edges[label] = ir.HANDOFF
             elif action == "end":
                 step.edges[label] = ir.END
         if step.options and all(o.condition is not None for o in step.options):
-            self.error("E112", f"every option of menu '{key}' has an `if`", (*path, "options"),
-                       hint="keep at least one option without `if` so the shopper always has a way on")
+            self.error(
+                "E112",
+                f"every option of menu '{key}' has an `if`",
+                (*path, "options"),
+                hint="keep at least one option without `if` so the shopper always has a way on",
+            )
         return step
 
     def lower_ask(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
@@ -264,8 +342,10 @@ class _Lowering:
         if retry is not None:
             items = retry if isinstance(retry, list) else [retry]
             base = (*path, "retry")
-            step.retry = [self.text(t, (*base, i) if isinstance(retry, list) else base)
-                          for i, t in enumerate(items)]
+            step.retry = [
+                self.text(t, (*base, i) if isinstance(retry, list) else base)
+                for i, t in enumerate(items)
+            ]
         for i, c in enumerate(raw.get("choices", [])):
             cpath = (*path, "choices", i)
             if isinstance(c, dict):
@@ -289,20 +369,30 @@ class _Lowering:
         elif isinstance(spec, str):
             if spec == "one_of":
                 if not has_choices:
-                    self.error("E118", "`validate: one_of` needs `choices` or `choices_from`", vpath)
+                    self.error(
+                        "E118", "`validate: one_of` needs `choices` or `choices_from`", vpath
+                    )
                 step.validator = None
             elif spec in BUILTIN:
                 step.validator = BUILTIN[spec]
             else:
-                self.error("E109", f"unknown validator '{spec}'", vpath,
-                           hint=did_you_mean(spec, NAMES) or "validators: " + ", ".join(NAMES)
-                           + ", or {regex: '...'}")
+                self.error(
+                    "E109",
+                    f"unknown validator '{spec}'",
+                    vpath,
+                    hint=did_you_mean(spec, NAMES)
+                    or "validators: " + ", ".join(NAMES) + ", or {regex: '...'}",
+                )
                 step.validator = BUILTIN["text"]
         elif "regex" in spec:
             problem = regex_problem(spec["regex"])
             if problem:
-                self.error("E114", problem, (*vpath, "regex"),
-                           hint="simplify the pattern; it runs on text shoppers type")
+                self.error(
+                    "E114",
+                    problem,
+                    (*vpath, "regex"),
+                    hint="simplify the pattern; it runs on text shoppers type",
+                )
                 step.validator = BUILTIN["text"]
             else:
                 step.validator = regex_validator(spec["regex"])
@@ -310,28 +400,50 @@ class _Lowering:
             bounds = spec["number"]
             step.validator = number_validator(bounds.get("min"), bounds.get("max"))
         if has_choices and step.validator is not None and spec is not None:
-            self.error("E118", "an ask with `choices` checks the answer against them; drop `validate`",
-                       vpath)
+            self.error(
+                "E118",
+                "an ask with `choices` checks the answer against them; drop `validate`",
+                vpath,
+            )
         return step
 
     def lower_call(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
         name = raw["call"]
         args = raw.get("with", {})
-        step = ir.Call(key, path, action=name, save_as=raw.get("save_as"),
-                       timeout=float(raw.get("timeout", 5.0)))
+        step = ir.Call(
+            key,
+            path,
+            action=name,
+            save_as=raw.get("save_as"),
+            timeout=float(raw.get("timeout", 5.0)),
+        )
         step.args = {k: self.template(v, (*path, "with", k), native=True) for k, v in args.items()}
         spec = self.actions.get(name)
         if spec is None:
-            self.error("E108", f"unknown action '{name}'", (*path, "call"),
-                       hint=did_you_mean(name, self.actions) or "actions: " + ", ".join(sorted(self.actions)))
+            self.error(
+                "E108",
+                f"unknown action '{name}'",
+                (*path, "call"),
+                hint=did_you_mean(name, self.actions)
+                or "actions: " + ", ".join(sorted(self.actions)),
+            )
         else:
             for missing in sorted(spec.required - set(args)):
-                self.error("E115", f"action '{name}' needs the argument '{missing}'", (*path, "call"),
-                           hint=f"add it under `with:`; {name} takes " + ", ".join(sorted(spec.params)))
+                self.error(
+                    "E115",
+                    f"action '{name}' needs the argument '{missing}'",
+                    (*path, "call"),
+                    hint=f"add it under `with:`; {name} takes " + ", ".join(sorted(spec.params)),
+                )
             for extra in sorted(set(args) - spec.params):
-                self.error("E115", f"action '{name}' takes no argument '{extra}'", (*path, "with", extra),
-                           key=True, hint=did_you_mean(extra, spec.params)
-                           or f"{name} takes " + ", ".join(sorted(spec.params)))
+                self.error(
+                    "E115",
+                    f"action '{name}' takes no argument '{extra}'",
+                    (*path, "with", extra),
+                    key=True,
+                    hint=did_you_mean(extra, spec.params)
+                    or f"{name} takes " + ", ".join(sorted(spec.params)),
+                )
         return step
 
     def lower_switch(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
@@ -343,8 +455,13 @@ class _Lowering:
         return ir.If(key, path, condition=self.expression(raw["if"], (*path, "if")))
 
     def lower_set(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
-        return ir.Set(key, path, values={k: self.template(v, (*path, "set", k), native=True)
-                                         for k, v in raw["set"].items()})
+        return ir.Set(
+            key,
+            path,
+            values={
+                k: self.template(v, (*path, "set", k), native=True) for k, v in raw["set"].items()
+            },
+        )
 
     def lower_goto(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
         step = ir.Goto(key, path)
@@ -385,7 +502,8 @@ class _Lowering:
                 "E104",
                 f"{target.field} step '{target.raw}' does not exist",
                 target.path,
-                hint=did_you_mean(target.raw, ids) or "targets are step ids of this flow, `end` or `handoff`",
+                hint=did_you_mean(target.raw, ids)
+                or "targets are step ids of this flow, `end` or `handoff`",
             )
 
     def run(self) -> ir.Flow | None:
@@ -395,16 +513,26 @@ class _Lowering:
         self.resolve()
         start = data.get("start", first)
         if start not in self.steps and start not in ir.RESERVED_TARGETS:
-            self.error("E104", f"start step '{start}' does not exist", ("start",),
-                       hint=did_you_mean(start, self.ids))
+            self.error(
+                "E104",
+                f"start step '{start}' does not exist",
+                ("start",),
+                hint=did_you_mean(start, self.ids),
+            )
             start = first
         locales = tuple(normalise_locale(x) for x in data.get("locales", self.settings.locales))
         title = self.text(data.get("title", data["flow"]), ("title",))
         canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
         version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
         return ir.Flow(
-            name=data["flow"], file=self.file, title=title, locales=locales, start=start,
-            steps=self.steps, source=self.src, version=version,
+            name=data["flow"],
+            file=self.file,
+            title=title,
+            locales=locales,
+            start=start,
+            steps=self.steps,
+            source=self.src,
+            version=version,
         )
 
 
@@ -413,7 +541,7 @@ def compile_flow(
     settings: ir.ProjectSettings | None = None,
     actions: Mapping[str, ActionSpec] = CATALOG,
 ) -> tuple[ir.Flow | None, list[Diagnostic]]:
-    """Lower one schema-valid document. The flow is returned even with errors, for further checks."""
+    """Lower one schema-valid document; the flow comes back even with errors, for more checks."""
     lowering = _Lowering(doc, settings or ir.ProjectSettings(), actions)
     flow = lowering.run()
     return flow, lowering.problems

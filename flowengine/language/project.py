@@ -149,10 +149,15 @@ def load_project(
             continue
         if flow.name in flows:
             first = flows[flow.name]
-            result.diagnostics.append(Diagnostic(
-                "E102", f"duplicate flow name '{flow.name}'", flow.file, doc.source.value(("flow",)),
-                hint=f"'{flow.name}' is already the name of {first.file}",
-            ))
+            result.diagnostics.append(
+                Diagnostic(
+                    "E102",
+                    f"duplicate flow name '{flow.name}'",
+                    flow.file,
+                    doc.source.value(("flow",)),
+                    hint=f"'{flow.name}' is already the name of {first.file}",
+                )
+            )
             continue
         flows[flow.name] = flow
         docs[flow.name] = doc
@@ -172,8 +177,12 @@ def load_project(
     if settings_doc is not None:
         result.diagnostics.extend(_check_settings(settings, project, settings_doc))
     if context:
-        focus = {str(Path(os.path.relpath(p.resolve()))) if p.resolve().is_relative_to(Path.cwd())
-                 else str(p.resolve()) for p in named}
+        focus = {
+            str(Path(os.path.relpath(p.resolve())))
+            if p.resolve().is_relative_to(Path.cwd())
+            else str(p.resolve())
+            for p in named
+        }
         result.files = sorted(focus)
         result.diagnostics = [d for d in result.diagnostics if d.file in focus]
     result.diagnostics.sort(key=sort_key)
@@ -182,15 +191,24 @@ def load_project(
     return result
 
 
-def _check_settings(settings: ir.ProjectSettings, project: ir.Project,
-                    doc: Document) -> Iterable[Diagnostic]:
+def _check_settings(
+    settings: ir.ProjectSettings, project: ir.Project, doc: Document
+) -> Iterable[Diagnostic]:
     """E117: the project's start or fallback flow does not exist."""
-    wanted = [(("start",), settings.start), (("handoff", "on_offline"), settings.on_offline),
-              (("handoff", "on_timeout"), settings.on_timeout)]
+    wanted = [
+        (("start",), settings.start),
+        (("handoff", "on_offline"), settings.on_offline),
+        (("handoff", "on_timeout"), settings.on_timeout),
+    ]
     for path, flow in wanted:
         if flow is not None and flow not in project.flows:
             name = ".".join(path)
-            yield Diagnostic("E117", f"{name} flow '{flow}' does not exist", doc.source.file,
-                             doc.source.value(path), severity=Severity.ERROR,
-                             hint=did_you_mean(flow, project.flows)
-                             or "flows: " + ", ".join(sorted(project.flows)))
+            yield Diagnostic(
+                "E117",
+                f"{name} flow '{flow}' does not exist",
+                doc.source.file,
+                doc.source.value(path),
+                severity=Severity.ERROR,
+                hint=did_you_mean(flow, project.flows)
+                or "flows: " + ", ".join(sorted(project.flows)),
+            )

@@ -61,7 +61,9 @@ def _explain(
         yield from _diagnose(schema, error, base, source)
 
 
-def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap) -> Iterator[Diagnostic]:
+def _diagnose(
+    schema: str, error: ValidationError, base: Path, source: SourceMap
+) -> Iterator[Diagnostic]:
     path: Path = (*base, *error.absolute_path)
     inst = error.instance
     file = source.file
@@ -71,7 +73,11 @@ def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap
         if any(r.endswith("Step") for r in refs) or any(r.endswith("/step") for r in refs):
             yield from _diagnose_step_like(schema, inst, path, source, refs)
             return
-        is_option = "goto" in (error.schema.get("properties") or {}) if isinstance(error.schema, dict) else False
+        is_option = (
+            "goto" in (error.schema.get("properties") or {})
+            if isinstance(error.schema, dict)
+            else False
+        )
         if isinstance(inst, dict) and is_option:
             actions = [k for k in OPTION_ACTIONS if k in inst]
             if len(actions) == 1:  # the option's own keys are wrong; explain those
@@ -108,8 +114,10 @@ def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap
                 continue
             hint = did_you_mean(key, allowed)
             if error.schema.get("patternProperties"):
-                hint = ("keys of a text map are locales (en, cs, fr-CA); inside {...} a comma "
-                        "starts a new key, so quote text that has a comma")
+                hint = (
+                    "keys of a text map are locales (en, cs, fr-CA); inside {...} a comma "
+                    "starts a new key, so quote text that has a comma"
+                )
             elif hint is None and allowed:
                 hint = "allowed here: " + ", ".join(allowed)
             yield Diagnostic(
@@ -119,10 +127,15 @@ def _diagnose(schema: str, error: ValidationError, base: Path, source: SourceMap
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         yield Diagnostic(
-            "E011", f"missing required key '{missing}'", file, source.key(path) if path else source.value(path)
+            "E011",
+            f"missing required key '{missing}'",
+            file,
+            source.key(path) if path else source.value(path),
         )
         return
-    yield Diagnostic("E012", _value_message(error), file, source.value(path), hint=_value_hint(error))
+    yield Diagnostic(
+        "E012", _value_message(error), file, source.value(path), hint=_value_hint(error)
+    )
 
 
 def _diagnose_step_like(
@@ -152,7 +165,10 @@ def _diagnose_step_like(
         pos = source.key((*path, guess[0])) if guess else source.value(path)
         hint = guess[1] if guess else "a step is one of: " + ", ".join(STEP_KINDS)
         yield Diagnostic(
-            "E013", "step has no kind: it needs one of " + ", ".join(STEP_KINDS), file, pos,
+            "E013",
+            "step has no kind: it needs one of " + ", ".join(STEP_KINDS),
+            file,
+            pos,
             hint=hint,
         )
         return
@@ -186,8 +202,14 @@ def _matches_pattern_props(schema: dict[str, Any], key: str) -> bool:
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def _value_message(error: ValidationError) -> str:
@@ -195,8 +217,15 @@ def _value_message(error: ValidationError) -> str:
     if v == "type":
         want = error.validator_value
         want_text = " or ".join(want) if isinstance(want, list) else want
-        names = {"string": "text", "object": "a mapping", "array": "a list", "integer": "a whole number",
-                 "number": "a number", "boolean": "true/false", "null": "null"}
+        names = {
+            "string": "text",
+            "object": "a mapping",
+            "array": "a list",
+            "integer": "a whole number",
+            "number": "a number",
+            "boolean": "true/false",
+            "null": "null",
+        }
         if isinstance(want, list):
             want_text = " or ".join(names.get(w, w) for w in want)
         else:

@@ -128,14 +128,19 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
                     continue
                 child = (*path, key)
                 if key in out:
-                    hint = (f"'{key}' is already set at line {smap.keys[child].line}; "
-                            "YAML would silently keep only the last one")
+                    hint = (
+                        f"'{key}' is already set at line {smap.keys[child].line}; "
+                        "YAML would silently keep only the last one"
+                    )
                     if n.flow_style:
-                        hint = ("inside {...} a comma starts a new key: put text that has a "
-                                "comma in quotes")
+                        hint = (
+                            "inside {...} a comma starts a new key: put text that has a "
+                            "comma in quotes"
+                        )
                     problems.append(
-                        Diagnostic("E003", f"duplicate key '{key}'", file, _position(key_node),
-                                   hint=hint)
+                        Diagnostic(
+                            "E003", f"duplicate key '{key}'", file, _position(key_node), hint=hint
+                        )
                     )
                     continue
                 smap.keys[child] = _position(key_node)

@@ -35,15 +35,61 @@ class _SilentUndefined(ChainableUndefined):
 
 
 # Filters and methods that cannot turn a short input into a huge output.
-SAFE_FILTERS = frozenset({
-    "abs", "capitalize", "default", "d", "e", "escape", "first", "float", "int", "join", "last",
-    "length", "count", "lower", "max", "min", "round", "sort", "string", "sum", "title", "trim",
-    "truncate", "unique", "upper", "list", "selectattr", "rejectattr", "map", "select", "reject",
-})
-SAFE_METHODS = frozenset({
-    "upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip", "startswith",
-    "endswith", "split", "get", "keys", "values", "items", "isdigit", "isalpha",
-})
+SAFE_FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "default",
+        "d",
+        "e",
+        "escape",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "count",
+        "lower",
+        "max",
+        "min",
+        "round",
+        "sort",
+        "string",
+        "sum",
+        "title",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "list",
+        "selectattr",
+        "rejectattr",
+        "map",
+        "select",
+        "reject",
+    }
+)
+SAFE_METHODS = frozenset(
+    {
+        "upper",
+        "lower",
+        "title",
+        "capitalize",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "startswith",
+        "endswith",
+        "split",
+        "get",
+        "keys",
+        "values",
+        "items",
+        "isdigit",
+        "isalpha",
+    }
+)
 # Statements allowed in text: conditionals only. Loops and macros could run unbounded.
 SAFE_STATEMENTS = (nodes.Output, nodes.If, nodes.TemplateData)
 
@@ -77,9 +123,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return result
         if operator_ == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                    if len(seq) * max(n, 0) > MAX_SEQUENCE:
-                        raise SecurityError("repetition is too large")
+                too_long = isinstance(seq, str | list | tuple) and isinstance(n, int) and (
+                    len(seq) * max(n, 0) > MAX_SEQUENCE
+                )
+                if too_long:
+                    raise SecurityError("repetition is too large")
             return operator.mul(left, right)
         return super().call_binop(context, operator_, left, right)
 
@@ -173,7 +221,11 @@ def _guarded_names(expr: nodes.Expr) -> tuple[set[str], set[str]]:
         node = conjuncts.pop()
         if isinstance(node, nodes.And):
             conjuncts.extend((node.left, node.right))
-        elif isinstance(node, nodes.Test) and node.name == "defined" and isinstance(node.node, nodes.Name):
+        elif (
+            isinstance(node, nodes.Test)
+            and node.name == "defined"
+            and isinstance(node.node, nodes.Name)
+        ):
             proves.add(node.node.name)
     uses: dict[str, int] = {}
     for name in expr.find_all(nodes.Name):
@@ -212,7 +264,14 @@ class Expression:
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         try:
             return self._eval(**variables)
-        except (TemplateError, ArithmeticError, TypeError, ValueError, OverflowError, RecursionError):
+        except (
+            TemplateError,
+            ArithmeticError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            RecursionError,
+        ):
             return None
 
     def truth(self, variables: Mapping[str, Any]) -> bool:

@@ -99,8 +99,14 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
     for i, t in enumerate(data["tests"]):
         flow_name = t.get("flow", default_flow)
         if flow_name is not None and flow_name not in project.flows:
-            problems.append(Diagnostic("E103", f"flow '{flow_name}' does not exist", name,
-                                       doc.source.value(("tests", i, "flow") if "flow" in t else ("flow",))))
+            problems.append(
+                Diagnostic(
+                    "E103",
+                    f"flow '{flow_name}' does not exist",
+                    name,
+                    doc.source.value(("tests", i, "flow") if "flow" in t else ("flow",)),
+                )
+            )
             continue
         flow = project.flows[flow_name or project.settings.start]
         wanted = t.get("locales", data.get("locales"))
@@ -110,12 +116,21 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
             locales = [flow.default_locale]
         else:
             locales = list(wanted)
-        cases.append(TestCase(
-            name=t["name"], file=name, line=doc.source.value(("tests", i)).line, flow=flow_name,
-            locales=locales, context=t.get("context", {}), steps=t["steps"],
-            step_lines=[doc.source.value(("tests", i, "steps", j)).line for j in range(len(t["steps"]))],
-            failing_actions=frozenset(t.get("failing_actions", [])),
-        ))
+        cases.append(
+            TestCase(
+                name=t["name"],
+                file=name,
+                line=doc.source.value(("tests", i)).line,
+                flow=flow_name,
+                locales=locales,
+                context=t.get("context", {}),
+                steps=t["steps"],
+                step_lines=[
+                    doc.source.value(("tests", i, "steps", j)).line for j in range(len(t["steps"]))
+                ],
+                failing_actions=frozenset(t.get("failing_actions", [])),
+            )
+        )
     return cases, problems
 
 
@@ -133,8 +148,9 @@ def _lookup(data: Any, dotted: str) -> Any:
 _MISSING = object()
 
 
-def _check(expect: dict[str, Any], turn: Turn, conv: Conversation, locale: str,
-           default_locale: str) -> list[str]:
+def _check(
+    expect: dict[str, Any], turn: Turn, conv: Conversation, locale: str, default_locale: str
+) -> list[str]:
     state = conv.state
     assert state is not None
     shown = [msg for msg in turn.messages if msg.sender != "shopper"]
@@ -142,8 +158,14 @@ def _check(expect: dict[str, Any], turn: Turn, conv: Conversation, locale: str,
     problems = []
     if "text" in expect:
         want = expect["text"]
-        needle = want.get(locale) if isinstance(want, dict) else (want if locale == default_locale else None)
-        if needle is not None and not any(needle.casefold() in msg.text.casefold() for msg in shown):
+        needle = (
+            want.get(locale)
+            if isinstance(want, dict)
+            else (want if locale == default_locale else None)
+        )
+        if needle is not None and not any(
+            needle.casefold() in msg.text.casefold() for msg in shown
+        ):
             got = " | ".join(msg.text for msg in shown) or "(no message)"
             problems.append(f"expected a message containing {needle!r}; got: {got}")
     if "options" in expect:
@@ -202,11 +224,19 @@ def _event(item: dict[str, Any], state: m.State) -> m.Event:
     return m.HandoffUpdate(item["agent"])
 
 
-async def run_case(case: TestCase, project: ir.Project, locale: str, today: date,
-                   report: Report) -> Outcome:
+async def run_case(
+    case: TestCase, project: ir.Project, locale: str, today: date, report: Report
+) -> Outcome:
     outcome = Outcome(case, locale)
-    conv = Conversation(project, DemoBackend(today), locale=locale, context=case.context,
-                        today=today, clock=lambda: 0.0, failing_actions=case.failing_actions)
+    conv = Conversation(
+        project,
+        DemoBackend(today),
+        locale=locale,
+        context=case.context,
+        today=today,
+        clock=lambda: 0.0,
+        failing_actions=case.failing_actions,
+    )
     turn = await conv.start(case.flow)
     record(turn, conv, locale, report, outcome, "start")
     for index, (item, line) in enumerate(zip(case.steps, case.step_lines, strict=True)):
@@ -230,8 +260,9 @@ def _expects_error(case: TestCase, index: int) -> bool:
     return "error" in (nxt.get("expect") or {})
 
 
-def record(turn: Turn, conv: Conversation, locale: str, report: Report, outcome: Outcome,
-           where: str) -> None:
+def record(
+    turn: Turn, conv: Conversation, locale: str, report: Report, outcome: Outcome, where: str
+) -> None:
     report.visited.update(turn.visited)
     for e in turn.events:
         if e["type"] in ("flow_started", "flow_linked"):
@@ -239,8 +270,9 @@ def record(turn: Turn, conv: Conversation, locale: str, report: Report, outcome:
     wanted = locale.split("-")[0]
     for msg in turn.messages:
         if msg.sender != "shopper" and msg.locale not in (None, "*", locale, wanted):
-            outcome.failures.append(f"{where}: text fell back to '{msg.locale}' in locale "
-                                    f"'{locale}': {msg.text[:60]!r}")
+            outcome.failures.append(
+                f"{where}: text fell back to '{msg.locale}' in locale '{locale}': {msg.text[:60]!r}"
+            )
 
 
 def transitions(flow: ir.Flow) -> set[tuple[str, str]]:
@@ -252,7 +284,9 @@ def transitions(flow: ir.Flow) -> set[tuple[str, str]]:
     return out
 
 
-async def run_tests(files: Iterable[Path], project: ir.Project, today: date | None = None) -> Report:
+async def run_tests(
+    files: Iterable[Path], project: ir.Project, today: date | None = None
+) -> Report:
     report = Report()
     today = today or date.today()
     for path in files:
