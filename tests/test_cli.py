@@ -99,3 +99,21 @@ def test_chat_in_the_terminal() -> None:
     assert "Dobrý den! S čím vám mohu pomoci?" in r.stdout
     assert "na cestě s dopravcem DHL" in r.stdout
     assert "handoff to queue 'general'" in r.stdout
+
+
+def test_a_missing_translation_fails_the_conversation_test(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    (flows / "tests").mkdir(parents=True)
+    (flows / "flowengine.yaml").write_text("start: hello\nlocales: [en, cs]\n")
+    (flows / "hello.yaml").write_text(
+        "flow: hello\nsteps:\n  - menu: {en: Hi, cs: Ahoj}\n    options:\n"
+        "      - {label: {en: Bye}, end: resolved}\n"
+    )
+    (flows / "tests" / "hello.test.yaml").write_text(
+        "locales: all\ntests:\n  - name: bye\n    steps:\n      - click: end_resolved\n"
+        "      - expect: {ended: resolved}\n"
+    )
+    r = flowengine("test", "--flows", str(flows))
+    assert r.returncode == 1
+    assert "FAIL bye [cs]" in r.stdout and "text fell back to 'en' in locale 'cs'" in r.stdout
+    assert "1 passed, 1 failed" in r.stdout

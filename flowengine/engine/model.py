@@ -163,7 +163,7 @@ class Message:
     text: str
     options: tuple[dict[str, str], ...] = ()
     input: dict[str, Any] | None = None
-    locale: str | None = None  # the locale the text was found in (tests check for fallbacks)
+    locale: str | None = None  # where the text (or a fallen-back label) was found; tests check it
 
     def to_json(self) -> dict[str, Any]:
         return {

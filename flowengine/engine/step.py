@@ -163,8 +163,12 @@ class _Run:
         sender: str = "bot",
         options: tuple[dict[str, str], ...] = (),
         input_: dict[str, Any] | None = None,
+        label_locales: tuple[str, ...] = (),
     ) -> None:
         body, loc = self.render(text)
+        # Report a fallback in a button label as the message's own (tests catch both).
+        wanted = self.chain()[0]
+        loc = next((x for x in (loc, *label_locales) if x not in (wanted, "*")), loc)
         self.messages.append(m.Message(sender, body, options, input_, loc))
 
     def echo(self, text: str) -> None:
@@ -323,24 +327,24 @@ class _Run:
         variables = self.variables()
         chain = self.chain()
         shown: list[dict[str, str]] = []
+        locales: list[str] = []
         for o in step.options:
             if o.condition is not None and not o.condition.truth(variables):
                 continue
-            label, _ = o.label.render(chain, variables)
+            label, loc = o.label.render(chain, variables)
+            locales.append(loc)
             item = {"id": o.id, "label": label}
             if o.action == "url" and o.value:
                 item["url"] = o.value
             shown.append(item)
-        self.say(step.text, options=tuple(shown))
+        self.say(step.text, options=tuple(shown), label_locales=tuple(locales))
         self.waiting = "click"
         self.options = tuple((o["id"], o["label"]) for o in shown)
 
-    def ask_choices(self, step: ir.Ask) -> list[dict[str, str]]:
+    def ask_choices(self, step: ir.Ask) -> tuple[list[dict[str, str]], tuple[str, ...]]:
         variables = self.variables()
-        out = [
-            {"id": c.value, "label": c.label.render(self.chain(), variables)[0]}
-            for c in step.choices
-        ]
+        rendered = [(c.value, *c.label.render(self.chain(), variables)) for c in step.choices]
+        out = [{"id": value, "label": label} for value, label, _ in rendered]
         if step.choices_from is not None:
             items = step.choices_from.items.evaluate(variables)
             if isinstance(items, list | tuple):
@@ -352,13 +356,13 @@ class _Run:
                             len(out) - len(step.choices),
                             {"id": value[:100], "label": step.choices_from.label.render(scope)},
                         )
-        return out
+        return out, tuple(loc for _, _, loc in rendered)
 
     def show_ask(self, step: ir.Ask, text: LocalText) -> None:
-        choices = self.ask_choices(step)
+        choices, label_locales = self.ask_choices(step)
         kind = step.validator.input_kind if step.validator else None
         input_ = {"kind": kind, "var": step.var} if kind else None
-        self.say(text, options=tuple(choices), input_=input_)
+        self.say(text, options=tuple(choices), input_=input_, label_locales=label_locales)
         self.waiting = "text" if kind else "click"
         self.options = tuple((c["id"], c["label"]) for c in choices)
 

@@ -123,8 +123,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return result
         if operator_ == "*":
             for seq, n in ((left, right), (right, left)):
-                too_long = isinstance(seq, str | list | tuple) and isinstance(n, int) and (
-                    len(seq) * max(n, 0) > MAX_SEQUENCE
+                too_long = (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(n, int)
+                    and (len(seq) * max(n, 0) > MAX_SEQUENCE)
                 )
                 if too_long:
                     raise SecurityError("repetition is too large")
