@@ -211,3 +211,14 @@ async def test_a_whole_conversation_in_every_locale(
     assert conv.state is not None and conv.state.vars["order"]["status"] == "delivered"
     assert all(msg.locale in (locale, "*") for msg in turn.messages if msg.sender != "shopper")
     assert "return" in [o["id"] for o in turn.messages[-1].options]
+
+
+def test_a_state_from_an_older_flow_version_is_refused_not_crashed(project: ir.Project) -> None:
+    s = start(project, now=0).state
+    for stale in (replace(s, step="gone_step"), replace(s, flow="gone_flow")):
+        r = step(project, stale, m.Choose("track"), 1)
+        assert r.error is not None and r.error.code == "flow_gone" and r.state is stale
+        fresh = step(project, stale, m.Restart(), 1)
+        assert fresh.error is None and fresh.state.flow == "main" and fresh.state.waiting == "click"
+    r = step(project, s, m.Text(12345), 1)  # type: ignore[arg-type]
+    assert r.error is not None and r.error.code == "bad_event"

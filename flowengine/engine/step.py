@@ -66,8 +66,14 @@ class _Refused(Exception):
 
 
 def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -> m.Result:
-    if state.flow and state.flow not in project.flows:
+    flow = project.flows.get(state.flow) if state.flow else None
+    stale = state.flow and (flow is None or (state.step and state.step not in flow.steps))
+    if stale and not isinstance(event, m.Restart):  # restart is the way out of a stale state
         raise _Refused("flow_gone", "this conversation's flow is no longer available; restart")
+    if isinstance(event, m.Choose | m.Text) and not isinstance(
+        event.option if isinstance(event, m.Choose) else event.text, str
+    ):
+        raise _Refused("bad_event", "option and text must be strings")
     run = _Run(project, state, now)
     match event:
         case m.Restart():
