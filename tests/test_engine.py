@@ -222,3 +222,14 @@ def test_a_state_from_an_older_flow_version_is_refused_not_crashed(project: ir.P
         assert fresh.error is None and fresh.state.flow == "main" and fresh.state.waiting == "click"
     r = step(project, s, m.Text(12345), 1)  # type: ignore[arg-type]
     assert r.error is not None and r.error.code == "bad_event"
+
+
+def test_every_shipped_flow_offers_a_person(project: ir.Project) -> None:
+    for name, flow in project.flows.items():
+        offers = any(
+            target == ir.HANDOFF or isinstance(s, ir.Handoff) for s, _, target in flow.edges()
+        )
+        assert offers, f"flow {name} never offers a person"
+        assert set(flow.locales) == {"en", "cs", "th", "id", "ro"}
+        first_line = Path(flow.file).read_text("utf-8").splitlines()[0]
+        assert first_line == "# yaml-language-server: $schema=../flowengine/schema/flow.schema.json"
