@@ -227,10 +227,8 @@ class _Run:
             if self.budget < 0:
                 raise _Refused("loop_limit", "the flow ran too many steps without waiting")
             if target == ir.END:
-                if not self.finish_flow(None):
-                    return
-                target = self.key_after_return
-                continue
+                self.finish_flow(None)
+                return
             if target == ir.HANDOFF:
                 self.start_handoff(
                     self.project.settings.handoff_queue,
@@ -248,19 +246,17 @@ class _Run:
             self.visited.append((self.flow_name, step.key, nxt))
             target = step.edges.get(nxt, ir.END)
 
-    def finish_flow(self, resolution: str | None) -> bool:
-        """End the current flow; True if a linking flow continues (at `key_after_return`)."""
+    def finish_flow(self, resolution: str | None) -> None:
+        """End the current flow: back to the flow that linked it, or end the conversation."""
         self.emit("flow_ended", flow=self.flow_name, resolution=resolution)
         if self.stack:
-            self.flow_name, self.key_after_return = self.stack.pop()
-            return True
+            self.flow_name, after = self.stack.pop()
+            self.go(after)
+            return
         self.waiting = "ended"
         self.options = ()
         self.resolution = resolution
         self.emit("conversation_ended", resolution=resolution)
-        return False
-
-    key_after_return: str = ir.END
 
     # -- steps: each returns the edge label to follow, or None to wait ----------------------
     def run_step(self, step: ir.Step) -> str | None:
@@ -285,7 +281,7 @@ class _Run:
                 return None
             case ir.Switch():
                 subject = step.subject.evaluate(self.variables()) if step.subject else None
-                label = step.cases.get(_case_key(subject))
+                label = step.cases.get(str(subject))
                 return label or "default"
             case ir.If():
                 holds = step.condition.truth(self.variables()) if step.condition else False
@@ -317,8 +313,7 @@ class _Run:
                 )
                 return None
             case ir.End():
-                if self.finish_flow(step.resolution):
-                    self.go(self.key_after_return)
+                self.finish_flow(step.resolution)
                 return None
         return "next"  # pragma: no cover - every step kind is matched above
 
@@ -348,21 +343,23 @@ class _Run:
         self.options = tuple((o["id"], o["label"]) for o in shown)
 
     def ask_choices(self, step: ir.Ask) -> tuple[list[dict[str, str]], tuple[str, ...]]:
+        """Choices from data first (`choices_from`), then the static ones, with their locales."""
         variables = self.variables()
-        rendered = [(c.value, *c.label.render(self.chain(), variables)) for c in step.choices]
-        out = [{"id": value, "label": label} for value, label, _ in rendered]
-        if step.choices_from is not None:
-            items = step.choices_from.items.evaluate(variables)
-            if isinstance(items, list | tuple):
-                for item in items[:50]:
-                    scope = {**variables, "item": item}
-                    value = step.choices_from.value.render(scope)
-                    if value:
-                        out.insert(
-                            len(out) - len(step.choices),
-                            {"id": value[:100], "label": step.choices_from.label.render(scope)},
-                        )
-        return out, tuple(loc for _, _, loc in rendered)
+        out: list[dict[str, str]] = []
+        source = step.choices_from
+        items = source.items.evaluate(variables) if source is not None else None
+        if source is not None and isinstance(items, list | tuple):
+            for item in items[:50]:
+                scope = {**variables, "item": item}
+                value = source.value.render(scope)
+                if value:
+                    out.append({"id": value[:100], "label": source.label.render(scope)})
+        locales = []
+        for c in step.choices:
+            label, loc = c.label.render(self.chain(), variables)
+            out.append({"id": c.value, "label": label})
+            locales.append(loc)
+        return out, tuple(locales)
 
     def show_ask(self, step: ir.Ask, text: LocalText) -> None:
         choices, label_locales = self.ask_choices(step)
@@ -391,8 +388,7 @@ class _Run:
             case "goto" | "end":
                 if chosen.action == "end":
                     self.visited.append((self.flow_name, step.key, f"option:{option}"))
-                    if self.finish_flow(chosen.value):
-                        self.go(self.key_after_return)
+                    self.finish_flow(chosen.value)
                     return
                 self.follow(f"option:{option}")
             case "flow":
@@ -590,10 +586,6 @@ class _Run:
 def _edge(flow: str, step: ir.Step, label: str) -> tuple[str, str] | None:
     target = step.edges.get(label)
     return None if target is None else (flow, target)
-
-
-def _case_key(value: Any) -> str:
-    return str(value)
 
 
 def _not_now(waiting: str, what: str) -> tuple[str, str]:

@@ -158,12 +158,11 @@ def flow_exports(project: ir.Project) -> dict[str, frozenset[str]]:
             known[s.key] for s in flow.steps.values() if isinstance(s, ir.End) and s.key in live
         ]
         result = frozenset.intersection(*ends) - BUILTIN_VARIABLES if ends else frozenset()
-        if not visiting:
-            out[name] = result
+        out[name] = result
         return result
 
     for name in project.flows:
-        out[name] = compute(name, frozenset())
+        compute(name, frozenset())
     return out
 
 

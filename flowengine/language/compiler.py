@@ -71,25 +71,21 @@ class _Lowering:
 
     # -- values --------------------------------------------------------------------------
     def text(self, value: str | Mapping[str, str], path: Path) -> Text:
-        try:
-            return Text.of(value)
-        except TemplateProblem:
-            pass
-        # Find which locale's text failed, to point at it.
-        items = [((), value)] if isinstance(value, str) else [((k,), v) for k, v in value.items()]
+        """Compile text; a template that does not parse is reported at its own locale."""
+        items = {"*": value} if isinstance(value, str) else dict(value)
         good: dict[str, str] = {}
-        for sub, v in items:
+        for locale, source in items.items():
             try:
-                template(v)
-                good[sub[0] if sub else "*"] = v
+                template(source)
+                good[locale] = source
             except TemplateProblem as exc:
                 self.error(
                     "E113",
                     f"template error: {exc}",
-                    (*path, *sub),
+                    path if locale == "*" else (*path, locale),
                     hint="write variables as {{ name }} and conditions as {% if ... %}",
                 )
-        return Text.of(good or {"*": ""}) if good else Text.of("")
+        return Text.of(good or "")
 
     def template(
         self, value: Any, path: Path, *, native: bool = False

@@ -12,7 +12,6 @@ tests and are not flows.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,8 +128,11 @@ def load_project(
     # only the named files' problems are reported.
     context = [p.parent for p in named if (p.parent / PROJECT_FILE).is_file()]
     files, project_path = flow_files([*paths, *dict.fromkeys(context)])
-    files = list(dict.fromkeys(f.resolve() for f in files))
-    files = [Path(os.path.relpath(f)) if f.is_relative_to(Path.cwd()) else f for f in files]
+    # The same file reached as named and through its directory is read once, as named.
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    files = list(unique.values())
     result = LoadResult(project=None, files=[str(f) for f in files])
     settings, settings_doc = _settings(project_path, result)
     flows: dict[str, ir.Flow] = {}
@@ -177,14 +179,9 @@ def load_project(
     if settings_doc is not None:
         result.diagnostics.extend(_check_settings(settings, project, settings_doc))
     if context:
-        focus = {
-            str(Path(os.path.relpath(p.resolve())))
-            if p.resolve().is_relative_to(Path.cwd())
-            else str(p.resolve())
-            for p in named
-        }
-        result.files = sorted(focus)
-        result.diagnostics = [d for d in result.diagnostics if d.file in focus]
+        focus = {p.resolve() for p in named}
+        result.files = [str(p) for p in named]
+        result.diagnostics = [d for d in result.diagnostics if Path(d.file).resolve() in focus]
     result.diagnostics.sort(key=sort_key)
     if files or flows:
         result.project = project

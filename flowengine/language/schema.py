@@ -9,6 +9,7 @@ gets its own message.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -194,8 +195,6 @@ def _closest(error: ValidationError) -> ValidationError | None:
 
 
 def _matches_pattern_props(schema: dict[str, Any], key: str) -> bool:
-    import re
-
     return any(re.search(p, key) for p in (schema.get("patternProperties") or {}))
 
 
