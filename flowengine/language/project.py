@@ -31,6 +31,7 @@ class LoadResult:
     project: ir.Project | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # every file read, as text
     files: list[str] = field(default_factory=list)
 
     @property
@@ -74,17 +75,19 @@ def flow_files(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None]:
     return files, project_file
 
 
-def _read(path: Path, result: LoadResult) -> Document | None:
-    name = str(path)
+def _read_text(path: Path, result: LoadResult) -> str | None:
     try:
-        text = path.read_text("utf-8")
+        return path.read_text("utf-8")
     except FileNotFoundError:
-        result.diagnostics.append(Diagnostic("E002", "file not found", name))
-        return None
+        result.diagnostics.append(Diagnostic("E002", "file not found", str(path)))
     except (OSError, UnicodeDecodeError) as exc:
-        result.diagnostics.append(Diagnostic("E002", f"cannot read the file: {exc}", name))
-        return None
+        result.diagnostics.append(Diagnostic("E002", f"cannot read the file: {exc}", str(path)))
+    return None
+
+
+def _parse(name: str, text: str, result: LoadResult) -> Document | None:
     result.sources[name] = text.splitlines()
+    result.texts[name] = text
     doc, problems = load_document(text, name)
     result.diagnostics.extend(problems)
     if doc is not None and not isinstance(doc.data, dict):
@@ -95,10 +98,12 @@ def _read(path: Path, result: LoadResult) -> Document | None:
     return doc
 
 
-def _settings(path: Path | None, result: LoadResult) -> tuple[ir.ProjectSettings, Document | None]:
-    if path is None:
+def _settings(
+    source: tuple[str, str] | None, result: LoadResult
+) -> tuple[ir.ProjectSettings, Document | None]:
+    if source is None:
         return ir.ProjectSettings(), None
-    doc = _read(path, result)
+    doc = _parse(*source, result)
     if doc is None:
         return ir.ProjectSettings(), None
     problems = check_schema(doc.data, doc.source, "project")
@@ -134,11 +139,35 @@ def load_project(
         unique.setdefault(f.resolve(), f)
     files = list(unique.values())
     result = LoadResult(project=None, files=[str(f) for f in files])
-    settings, settings_doc = _settings(project_path, result)
+    texts = {str(f): t for f in files if (t := _read_text(f, result)) is not None}
+    settings_source = None
+    if project_path is not None and (t := _read_text(project_path, result)) is not None:
+        settings_source = (str(project_path), t)
+    compile_sources(texts, settings_source, result, actions)
+    if context:
+        focus = {p.resolve() for p in named}
+        result.files = [str(p) for p in named]
+        result.diagnostics = [d for d in result.diagnostics if Path(d.file).resolve() in focus]
+    result.diagnostics.sort(key=sort_key)
+    return result
+
+
+def compile_sources(
+    texts: Mapping[str, str],
+    settings_source: tuple[str, str] | None = None,
+    result: LoadResult | None = None,
+    actions: Mapping[str, ActionSpec] = CATALOG,
+) -> LoadResult:
+    """Compile flows given as {file name: YAML text} (and the project file), checked together.
+
+    This is how a server rebuilds a pinned flow version from the sources kept in the store.
+    """
+    result = result or LoadResult(project=None, files=list(texts))
+    settings, settings_doc = _settings(settings_source, result)
     flows: dict[str, ir.Flow] = {}
     docs: dict[str, Document] = {}
-    for path in files:
-        doc = _read(path, result)
+    for name, text in texts.items():
+        doc = _parse(name, text, result)
         if doc is None:
             continue
         schema_problems = check_schema(doc.data, doc.source)
@@ -164,11 +193,12 @@ def load_project(
         flows[flow.name] = flow
         docs[flow.name] = doc
 
-    if project_path is None and settings.start not in flows and flows:
+    if settings_source is None and settings.start not in flows and flows:
         # Flows checked without a project file: the first one is where a conversation starts.
         settings = replace(settings, start=next(iter(flows)))
     version = hashlib.sha256(
         "".join(f"{n}:{f.version};" for n, f in sorted(flows.items())).encode()
+        + repr(settings).encode()
     ).hexdigest()[:12]
     project = ir.Project(flows, settings, version)
     for flow in flows.values():
@@ -178,12 +208,8 @@ def load_project(
     result.diagnostics.extend(checks.check_busy_loops(project))
     if settings_doc is not None:
         result.diagnostics.extend(_check_settings(settings, project, settings_doc))
-    if context:
-        focus = {p.resolve() for p in named}
-        result.files = [str(p) for p in named]
-        result.diagnostics = [d for d in result.diagnostics if Path(d.file).resolve() in focus]
     result.diagnostics.sort(key=sort_key)
-    if files or flows:
+    if texts or flows:
         result.project = project
     return result
 
