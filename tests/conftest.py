@@ -22,3 +22,13 @@ def project() -> ir.Project:
 @pytest.fixture
 def today() -> date:
     return date(2026, 11, 22)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,85 @@
+"""The store contract: what the server needs from persistence, and nothing more.
+
+A session is a record (engine state as JSON, a revision, the last transcript seq) plus its
+transcript, an append-only log of events numbered 1, 2, 3 ... Every change is one atomic
+`commit`: compare the revision, write the new state, append the events, remember the client's
+action id, refresh the TTLs, and notify listeners. A commit on a stale revision returns
+`conflict` (the caller re-reads and re-applies: the engine is pure, so that is safe); a commit
+whose action id was already applied returns `duplicate` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+
+class StoreUnavailable(Exception):
+    """The backing store cannot be reached; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    sid: str
+    state: dict[str, Any]
+    rev: int
+    seq: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    outcome: Literal["ok", "conflict", "duplicate", "missing"]
+    rev: int = 0
+    seq: int = 0
+
+
+Listener = Callable[[str, int], Awaitable[None] | None]
+
+
+class Store(Protocol):
+    kind: str
+
+    async def load(self, sid: str) -> SessionRecord | None:
+        """The session, or None if it never existed or expired."""
+
+    async def commit(
+        self,
+        sid: str,
+        rev: int,
+        state: dict[str, Any],
+        events: list[dict[str, Any]],
+        *,
+        action_id: str | None,
+        ttl: float,
+        now: float,
+    ) -> Commit:
+        """Write a new state if the session is at `rev` (0: create it). `events` carry their
+        seqs (last seq + 1, + 2, ...)."""
+
+    async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Transcript events with seq > after_seq, in order."""
+
+    async def put_version(self, version: str, bundle: dict[str, Any], ttl: float) -> None: ...
+
+    async def get_version(self, version: str) -> dict[str, Any] | None: ...
+
+    async def touch_version(self, version: str, ttl: float) -> None: ...
+
+    async def append_events(self, events: list[dict[str, Any]]) -> None:
+        """Analytics events, into a capped log."""
+
+    async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
+        """The newest analytics events, oldest first."""
+
+    async def watch(self, sid: str) -> None:
+        """Start telling the listener about commits to `sid` (from any instance)."""
+
+    async def unwatch(self, sid: str) -> None: ...
+
+    def set_listener(self, listener: Listener) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

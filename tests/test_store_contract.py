@@ -1,0 +1,149 @@
+"""One contract, two stores: the embedded MemoryStore and RedisStore on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from flowengine.store import Store, StoreUnavailable
+from flowengine.store.memory import MemoryStore
+from flowengine.store.redis import RedisStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        s: Store = MemoryStore()
+    else:
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        s = RedisStore(server.url, max_connections=8)
+    yield s
+    await s.close()
+
+
+def ev(seq: int, text: str = "hi") -> dict[str, Any]:
+    return {"type": "message", "seq": seq, "from": "bot", "text": text}
+
+
+async def test_create_load_commit_replay(store: Store) -> None:
+    assert await store.load("s1") is None
+    c = await store.commit("s1", 0, {"a": 1}, [ev(1), ev(2)], action_id=None, ttl=60, now=1.0)
+    assert c.outcome == "ok" and c.rev == 1 and c.seq == 2
+    rec = await store.load("s1")
+    assert rec is not None and rec.state == {"a": 1} and rec.rev == 1 and rec.seq == 2
+    c = await store.commit("s1", 1, {"a": 2}, [ev(3, "ünïcode ภาษาไทย")], action_id="c1",
+                           ttl=60, now=2.0)
+    assert (c.outcome, c.rev, c.seq) == ("ok", 2, 3)
+    assert [e["seq"] for e in await store.replay("s1", 0)] == [1, 2, 3]
+    assert [e["text"] for e in await store.replay("s1", 2)] == ["ünïcode ภาษาไทย"]
+    assert await store.replay("s1", 3) == []
+    assert await store.replay("nope", 0) == []
+
+
+async def test_create_twice_conflicts_and_missing_sessions_are_missing(store: Store) -> None:
+    await store.commit("s", 0, {}, [ev(1)], action_id=None, ttl=60, now=0)
+    assert (await store.commit("s", 0, {}, [], action_id=None, ttl=60, now=0)).outcome == "conflict"
+    assert (await store.commit("x", 5, {}, [], action_id=None, ttl=60, now=0)).outcome == "missing"
+
+
+async def test_stale_revision_conflicts_and_writes_nothing(store: Store) -> None:
+    await store.commit("s", 0, {"v": 0}, [ev(1)], action_id=None, ttl=60, now=0)
+    await store.commit("s", 1, {"v": 1}, [ev(2)], action_id=None, ttl=60, now=0)
+    c = await store.commit("s", 1, {"v": "stale"}, [ev(3)], action_id="late", ttl=60, now=0)
+    assert (c.outcome, c.rev, c.seq) == ("conflict", 2, 2)
+    rec = await store.load("s")
+    assert rec is not None and rec.state == {"v": 1} and rec.seq == 2
+    # The conflicting action id was not recorded: a retry on the right revision applies.
+    c = await store.commit("s", 2, {"v": 2}, [ev(3)], action_id="late", ttl=60, now=0)
+    assert c.outcome == "ok"
+
+
+async def test_an_action_id_is_applied_once(store: Store) -> None:
+    await store.commit("s", 0, {}, [ev(1)], action_id="a1", ttl=60, now=0)
+    c = await store.commit("s", 1, {"again": True}, [ev(2)], action_id="a1", ttl=60, now=0)
+    assert (c.outcome, c.seq) == ("duplicate", 1)
+    rec = await store.load("s")
+    assert rec is not None and rec.state == {} and rec.seq == 1
+
+
+async def test_concurrent_commits_one_winner_no_lost_events(store: Store) -> None:
+    await store.commit("s", 0, {}, [ev(1)], action_id=None, ttl=60, now=0)
+
+    async def writer(name: str) -> None:
+        for i in range(20):
+            while True:
+                rec = await store.load("s")
+                assert rec is not None
+                c = await store.commit("s", rec.rev, {"last": name},
+                                       [ev(rec.seq + 1, f"{name}{i}")], action_id=f"{name}{i}",
+                                       ttl=60, now=0)
+                if c.outcome in ("ok", "duplicate"):
+                    break
+
+    await asyncio.gather(writer("a"), writer("b"), writer("c"))
+    log = await store.replay("s", 0)
+    assert [e["seq"] for e in log] == list(range(1, 62))
+    assert sorted(e["text"] for e in log[1:]) == sorted(f"{n}{i}" for n in "abc" for i in range(20))
+
+
+async def test_sessions_expire(store: Store) -> None:
+    await store.commit("s", 0, {}, [ev(1)], action_id=None, ttl=0.05, now=0)
+    await asyncio.sleep(0.2)
+    assert await store.load("s") is None
+    assert await store.replay("s", 0) == []
+
+
+async def test_versions_and_events(store: Store) -> None:
+    await store.put_version("v1", {"flows": {"a.yaml": "flow: a"}}, ttl=60)
+    assert await store.get_version("v1") == {"flows": {"a.yaml": "flow: a"}}
+    assert await store.get_version("v2") is None
+    await store.touch_version("v1", ttl=60)
+    await store.append_events([{"type": "x", "n": i} for i in range(5)])
+    assert [e["n"] for e in await store.read_events(3)] == [2, 3, 4]
+
+
+async def test_watchers_hear_of_commits(store: Store) -> None:
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listener(sid: str, seq: int) -> None:
+        heard.append((sid, seq))
+        got.set()
+
+    store.set_listener(listener)
+    await store.watch("w")
+    await store.commit("w", 0, {}, [ev(1), ev(2)], action_id=None, ttl=60, now=0)
+    await asyncio.wait_for(got.wait(), 5)
+    assert ("w", 2) in heard
+    await store.unwatch("w")
+    heard.clear()
+    got.clear()
+    await store.commit("w", 1, {}, [ev(3)], action_id=None, ttl=60, now=0)
+    await asyncio.sleep(0.3)
+    assert heard == []
+    assert await store.ping()
+
+
+async def test_redis_that_goes_away_and_comes_back(redis_server: Any) -> None:
+    redis_server.flush()
+    store = RedisStore(redis_server.url, timeout=0.5)
+    try:
+        await store.commit("s", 0, {"n": 1}, [ev(1)], action_id=None, ttl=600, now=0)
+        redis_server.stop()
+        assert not await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.load("s")
+        with pytest.raises(StoreUnavailable):
+            await store.commit("s", 1, {"n": 2}, [ev(2)], action_id=None, ttl=600, now=0)
+        redis_server.start()
+        assert await store.ping()
+        rec = await store.load("s")  # what was committed before the outage is still there
+        assert rec is not None and rec.state == {"n": 1} and rec.seq == 1
+        c = await store.commit("s", 1, {"n": 2}, [ev(2)], action_id=None, ttl=600, now=0)
+        assert (c.outcome, c.seq) == ("ok", 2)
+    finally:
+        await store.close()
