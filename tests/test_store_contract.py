@@ -35,8 +35,9 @@ async def test_create_load_commit_replay(store: Store) -> None:
     assert c.outcome == "ok" and c.rev == 1 and c.seq == 2
     rec = await store.load("s1")
     assert rec is not None and rec.state == {"a": 1} and rec.rev == 1 and rec.seq == 2
-    c = await store.commit("s1", 1, {"a": 2}, [ev(3, "ünïcode ภาษาไทย")], action_id="c1",
-                           ttl=60, now=2.0)
+    c = await store.commit(
+        "s1", 1, {"a": 2}, [ev(3, "ünïcode ภาษาไทย")], action_id="c1", ttl=60, now=2.0
+    )
     assert (c.outcome, c.rev, c.seq) == ("ok", 2, 3)
     assert [e["seq"] for e in await store.replay("s1", 0)] == [1, 2, 3]
     assert [e["text"] for e in await store.replay("s1", 2)] == ["ünïcode ภาษาไทย"]
@@ -78,9 +79,15 @@ async def test_concurrent_commits_one_winner_no_lost_events(store: Store) -> Non
             while True:
                 rec = await store.load("s")
                 assert rec is not None
-                c = await store.commit("s", rec.rev, {"last": name},
-                                       [ev(rec.seq + 1, f"{name}{i}")], action_id=f"{name}{i}",
-                                       ttl=60, now=0)
+                c = await store.commit(
+                    "s",
+                    rec.rev,
+                    {"last": name},
+                    [ev(rec.seq + 1, f"{name}{i}")],
+                    action_id=f"{name}{i}",
+                    ttl=60,
+                    now=0,
+                )
                 if c.outcome in ("ok", "duplicate"):
                     break
 

@@ -72,6 +72,43 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return run_chat(flows_dir=args.flows, flow=args.flow, locale=args.locale)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    result = load_project([args.flows])
+    if not result.ok:
+        print(result.render(include_warnings=False), file=sys.stderr)
+        print("the flows do not validate; not serving them", file=sys.stderr)
+        return 1
+    origins = args.allowed_origins or os.environ.get("FLOWENGINE_ALLOWED_ORIGINS", "")
+    options = {
+        "flows_dir": args.flows,
+        "redis_url": args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None,
+        "allowed_origins": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
+        "session_ttl": args.session_ttl,
+        "orders_api": args.orders_api or os.environ.get("FLOWENGINE_ORDERS_API") or None,
+        "watch_flows": args.watch,
+    }
+    os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
+    uvicorn.run(
+        "flowengine.server.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        # Frames up to 1 MiB reach the app, which refuses those over its own limit with an
+        # error frame instead of a dropped connection.
+        ws_max_size=1024 * 1024,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowengine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     _flows_arg(p)
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("serve", help="run the server: shopper WebSocket, demo page, metrics")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis for sessions (env FLOWENGINE_REDIS_URL); none: embedded store",
+    )
+    p.add_argument(
+        "--allowed-origins",
+        default=None,
+        help="comma-separated origins allowed to open sockets "
+        "(env FLOWENGINE_ALLOWED_ORIGINS); default: this server and localhost",
+    )
+    p.add_argument(
+        "--session-ttl",
+        type=float,
+        default=24 * 3600,
+        help="seconds an idle session is kept (default 86400)",
+    )
+    p.add_argument(
+        "--orders-api",
+        default=None,
+        help="base URL of your order API (env FLOWENGINE_ORDERS_API); none: demo data",
+    )
+    p.add_argument("--watch", action="store_true", help="reload flows when their files change")
+    p.add_argument("--log-level", default="info")
+    _flows_arg(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to the flows in this terminal (demo order backend)")
     p.add_argument("--flow", default=None, help="flow to start in (default: the project's start)")

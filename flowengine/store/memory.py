@@ -62,9 +62,17 @@ class MemoryStore:
             return None
         return SessionRecord(sid, copy.deepcopy(s.state), s.rev, s.seq, s.updated_at)
 
-    async def commit(self, sid: str, rev: int, state: dict[str, Any],
-                     events: list[dict[str, Any]], *, action_id: str | None, ttl: float,
-                     now: float) -> Commit:
+    async def commit(
+        self,
+        sid: str,
+        rev: int,
+        state: dict[str, Any],
+        events: list[dict[str, Any]],
+        *,
+        action_id: str | None,
+        ttl: float,
+        now: float,
+    ) -> Commit:
         s = self._live(sid)
         if s is not None and action_id and action_id in s.actions:
             return Commit("duplicate", s.rev, s.seq)
@@ -97,7 +105,7 @@ class MemoryStore:
         if s is None:
             return []
         start = max(after_seq, 0)
-        return copy.deepcopy(s.log[start:start + limit])
+        return copy.deepcopy(s.log[start : start + limit])
 
     async def put_version(self, version: str, bundle: dict[str, Any], ttl: float) -> None:
         self._versions[version] = (copy.deepcopy(bundle), self._clock() + ttl)

@@ -80,8 +80,13 @@ class RedisStore:
     def __init__(self, url: str, *, max_connections: int = 32, timeout: float = 2.0) -> None:
         self.url = url
         self._pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
-            socket_connect_timeout=timeout, health_check_interval=15, decode_responses=True,
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=15,
+            decode_responses=True,
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
         self._commit = self._redis.register_script(_COMMIT)
@@ -99,14 +104,34 @@ class RedisStore:
             raise StoreUnavailable(str(exc)) from exc
         if not data or "state" not in data:
             return None
-        return SessionRecord(sid, json.loads(data["state"]), int(data["rev"]), int(data["seq"]),
-                             float(data.get("at", 0)))
+        return SessionRecord(
+            sid,
+            json.loads(data["state"]),
+            int(data["rev"]),
+            int(data["seq"]),
+            float(data.get("at", 0)),
+        )
 
-    async def commit(self, sid: str, rev: int, state: dict[str, Any],
-                     events: list[dict[str, Any]], *, action_id: str | None, ttl: float,
-                     now: float) -> Commit:
-        args: list[Any] = [rev, json.dumps(state, separators=(",", ":")), 0,
-                           int(ttl * 1000), action_id or "", now, _channel(sid)]
+    async def commit(
+        self,
+        sid: str,
+        rev: int,
+        state: dict[str, Any],
+        events: list[dict[str, Any]],
+        *,
+        action_id: str | None,
+        ttl: float,
+        now: float,
+    ) -> Commit:
+        args: list[Any] = [
+            rev,
+            json.dumps(state, separators=(",", ":")),
+            0,
+            int(ttl * 1000),
+            action_id or "",
+            now,
+            _channel(sid),
+        ]
         args += [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
         try:
             outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
@@ -149,8 +174,12 @@ class RedisStore:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for e in events:
-                    pipe.xadd(EVENTS_KEY, {"event": json.dumps(e, ensure_ascii=False)},
-                              maxlen=EVENTS_MAXLEN, approximate=True)
+                    pipe.xadd(
+                        EVENTS_KEY,
+                        {"event": json.dumps(e, ensure_ascii=False)},
+                        maxlen=EVENTS_MAXLEN,
+                        approximate=True,
+                    )
                 await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -199,8 +228,9 @@ class RedisStore:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
-                    await self._notify(message["channel"].removeprefix("fe:n:"),
-                                       int(message["data"]))
+                    await self._notify(
+                        message["channel"].removeprefix("fe:n:"), int(message["data"])
+                    )
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:

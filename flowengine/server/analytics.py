@@ -1,0 +1,60 @@
+"""Analytics events, batched off the click's path into the store's capped log.
+
+Events are buffered and flushed every `interval` seconds; if the store is down they wait (up to
+`max_buffer`, then the oldest are dropped and counted), so analytics never slows or fails a click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from ..store import Store
+
+log = logging.getLogger("flowengine.analytics")
+
+
+class Analytics:
+    def __init__(self, store: Store, interval: float = 0.2, max_buffer: int = 10_000) -> None:
+        self.store = store
+        self.interval = interval
+        self.buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self.dropped = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, sid: str, events: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> None:
+        for e in events:
+            if len(self.buffer) == self.buffer.maxlen:
+                self.dropped += 1
+            self.buffer.append({**e, "session": sid})
+
+    async def flush(self) -> None:
+        if not self.buffer:
+            return
+        batch = list(self.buffer)
+        try:
+            await self.store.append_events(batch)
+        except Exception as exc:  # keep them for the next flush
+            log.debug("analytics flush failed: %s", exc)
+            return
+        for _ in batch:
+            if self.buffer:
+                self.buffer.popleft()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,124 @@
+"""Flow versions: the current one, and every version a session in flight is pinned to.
+
+A session records the version it started on. Versions are kept in the store as their sources,
+so any instance can compile the one a session needs; a reload validates first, and a broken edit
+is refused (the validator's errors go to the log) while the old flows keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..language import ir, load_project
+from ..language.project import PROJECT_FILE, compile_sources
+from ..store import Store
+
+log = logging.getLogger("flowengine.flows")
+
+CACHE_SIZE = 16
+TOUCH_EVERY = 60.0
+
+
+class FlowsUnavailable(Exception):
+    """A session's flow version is in no cache and not in the store."""
+
+
+class FlowRegistry:
+    def __init__(self, flows_dir: str, store: Store, version_ttl: float) -> None:
+        self.flows_dir = flows_dir
+        self.store = store
+        self.version_ttl = version_ttl
+        self.current: ir.Project | None = None
+        self._bundle: dict[str, Any] = {}
+        self._cache: OrderedDict[str, ir.Project] = OrderedDict()
+        self._touched: dict[str, float] = {}
+        self._mtimes: dict[str, float] = {}
+
+    def load(self) -> ir.Project:
+        """Compile the flows directory; raise ValueError with the diagnostics when broken."""
+        result = load_project([self.flows_dir])
+        if not result.ok or result.project is None:
+            raise ValueError(result.render(include_warnings=False) or "no flows found")
+        project = result.project
+        project_file = next((n for n in result.texts if Path(n).name == PROJECT_FILE), None)
+        self._bundle = {
+            "flows": {n: t for n, t in result.texts.items() if n != project_file},
+            "project": [project_file, result.texts[project_file]] if project_file else None,
+        }
+        self.current = project
+        self._remember(project)
+        self._mtimes = self._scan()
+        return project
+
+    async def publish(self) -> None:
+        """Keep the current version's sources where every instance can find them."""
+        assert self.current is not None
+        await self.store.put_version(self.current.version, self._bundle, self.version_ttl)
+        self._touched[self.current.version] = time.monotonic()
+
+    async def reload(self) -> bool:
+        """Validate and switch to the flows on disk; on errors keep serving the old ones."""
+        old = self.current
+        try:
+            project = self.load()
+        except ValueError as exc:
+            log.error(
+                "flow reload refused; still serving version %s:\n%s",
+                old.version if old else "-",
+                exc,
+            )
+            if old is not None:
+                self.current = old
+            return False
+        try:
+            await self.publish()
+        except Exception:  # the store may be down: retried when a session starts
+            log.warning("could not store flow version %s yet", project.version)
+        log.info(
+            "flows reloaded: version %s (was %s)", project.version, old.version if old else "-"
+        )
+        return True
+
+    def _remember(self, project: ir.Project) -> None:
+        self._cache[project.version] = project
+        self._cache.move_to_end(project.version)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def get(self, version: str) -> ir.Project:
+        project = self._cache.get(version)
+        if project is None:
+            bundle = await self.store.get_version(version)
+            if bundle is None:
+                raise FlowsUnavailable(version)
+            settings = tuple(bundle["project"]) if bundle.get("project") else None
+            result = compile_sources(bundle["flows"], settings)  # type: ignore[arg-type]
+            if result.project is None or result.project.version != version:
+                raise FlowsUnavailable(version)
+            project = result.project
+            self._remember(project)
+        now = time.monotonic()
+        if now - self._touched.get(version, 0.0) > TOUCH_EVERY:
+            self._touched[version] = now
+            if self.current is not None and version == self.current.version:
+                await self.store.put_version(version, self._bundle, self.version_ttl)
+            else:
+                await self.store.touch_version(version, self.version_ttl)
+        return project
+
+    def _scan(self) -> dict[str, float]:
+        root = Path(self.flows_dir)
+        return {str(p): p.stat().st_mtime for p in root.glob("*.y*ml")} if root.is_dir() else {}
+
+    async def watch(self, every: float = 2.0) -> None:
+        """Reload when a flow file changes (for `serve --watch`)."""
+        while True:
+            await asyncio.sleep(every)
+            if self._scan() != self._mtimes:
+                self._mtimes = self._scan()
+                await self.reload()

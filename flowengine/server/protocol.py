@@ -1,0 +1,127 @@
+"""The shopper wire protocol (docs/protocol.md): client frames in, checked; server frames out.
+
+Every client frame is a JSON object with a `type`. Actions carry a client-chosen `id` so a retry
+is applied once. Anything malformed becomes a `ProtocolError`, which the socket turns into an
+error frame; nothing is stored and the session stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine import model as m
+
+MAX_ID = 64
+MAX_OPTION = 100
+MAX_TEXT = 2000
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, frame_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+@dataclass(frozen=True)
+class Hello:
+    session: str | None
+    last_seq: int
+    locale: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    event: m.Event
+    kind: str
+
+
+def decode(raw: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "frames are JSON objects") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_frame", "frames are JSON objects with a 'type'")
+    if not isinstance(frame.get("type"), str):
+        raise ProtocolError("bad_frame", "the frame has no 'type'")
+    return frame
+
+
+def _flat(value: Any, limit: int = 32) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in list(value.items())[:limit]:
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[str(k)[:64]] = v[:500] if isinstance(v, str) else v
+    return out
+
+
+def parse_hello(frame: dict[str, Any]) -> Hello:
+    if frame["type"] != "hello":
+        raise ProtocolError("hello_first", "the first frame must be hello")
+    session = frame.get("session")
+    if session is not None and (not isinstance(session, str) or not _TOKEN.match(session)):
+        raise ProtocolError("bad_session", "session must be null or a token from the server")
+    last_seq = frame.get("last_seq", 0)
+    if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+        raise ProtocolError("bad_frame", "last_seq must be a whole number >= 0")
+    locale = frame.get("locale") or ""
+    if not isinstance(locale, str) or (locale and not _LOCALE.match(locale)):
+        locale = ""
+    raw_context = frame.get("context") if isinstance(frame.get("context"), dict) else {}
+    shopper = _flat(raw_context.get("shopper"))
+    # A shopper is only ever "verified" by the server (identity verification); never by a claim.
+    shopper.pop("verified", None)
+    context = {
+        "page": _flat(raw_context.get("page")),
+        "shopper": shopper,
+        "context": _flat(raw_context.get("context")),
+    }
+    return Hello(session, last_seq, locale, context)
+
+
+def parse_action(frame: dict[str, Any]) -> Action:
+    kind = frame["type"]
+    frame_id = frame.get("id")
+    if kind not in ("choose", "text", "handoff", "restart"):
+        raise ProtocolError(
+            "unknown_type",
+            f"unknown frame type '{kind[:32]}'",
+            frame_id if isinstance(frame_id, str) else None,
+        )
+    if not isinstance(frame_id, str) or not 1 <= len(frame_id) <= MAX_ID:
+        raise ProtocolError("bad_id", f"'{kind}' needs an 'id' of 1 to {MAX_ID} characters")
+    if kind == "choose":
+        option = frame.get("option")
+        if not isinstance(option, str) or not 1 <= len(option) <= MAX_OPTION:
+            raise ProtocolError("bad_option", "choose needs an 'option' id", frame_id)
+        return Action(frame_id, m.Choose(option), kind)
+    if kind == "text":
+        text = frame.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("bad_text", "text needs a 'text' string", frame_id)
+        if len(text) > MAX_TEXT:
+            raise ProtocolError(
+                "text_too_long", f"messages are limited to {MAX_TEXT} characters", frame_id
+            )
+        return Action(frame_id, m.Text(text), kind)
+    if kind == "handoff":
+        return Action(frame_id, m.AskForPerson(), kind)
+    return Action(frame_id, m.Restart(), kind)
+
+
+def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if frame_id is not None:
+        out["id"] = frame_id
+    return out
