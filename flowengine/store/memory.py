@@ -41,6 +41,7 @@ class MemoryStore:
         self._listener: Listener | None = None
         self._clock = clock
         self._writes = 0
+        self._pending: set[asyncio.Future[Any]] = set()
 
     def _live(self, sid: str) -> _Session | None:
         s = self._sessions.get(sid)
@@ -97,7 +98,9 @@ class MemoryStore:
         if events and sid in self._watched and self._listener is not None:
             outcome = self._listener(sid, s.seq)
             if inspect.isawaitable(outcome):
-                asyncio.ensure_future(outcome)
+                task = asyncio.ensure_future(outcome)
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
         return Commit("ok", s.rev, s.seq)
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
