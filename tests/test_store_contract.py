@@ -65,6 +65,10 @@ async def test_stale_revision_conflicts_and_writes_nothing(store: Store) -> None
 
 async def test_an_action_id_is_applied_once(store: Store) -> None:
     await store.commit("s", 0, {}, [ev(1)], action_id="a1", ttl=60, now=0)
+    rec = await store.load("s", "a1")
+    assert rec is not None and rec.applied
+    rec = await store.load("s", "a2")
+    assert rec is not None and not rec.applied
     c = await store.commit("s", 1, {"again": True}, [ev(2)], action_id="a1", ttl=60, now=0)
     assert (c.outcome, c.seq) == ("duplicate", 1)
     rec = await store.load("s")

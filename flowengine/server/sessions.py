@@ -171,9 +171,11 @@ class SessionService:
         await self._locks(sid)
         try:
             for _ in range(MAX_CONFLICT_RETRIES):
-                record = await self.store.load(sid)
+                record = await self.store.load(sid, action_id)
                 if record is None:
                     raise SessionGone(sid)
+                if record.applied:
+                    return Applied("duplicate", record.seq)
                 state = m.State.from_json(record.state)
                 event = decide(state)
                 if event is None:

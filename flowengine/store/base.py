@@ -26,6 +26,7 @@ class SessionRecord:
     rev: int
     seq: int
     updated_at: float
+    applied: bool = False  # the action id asked about at load was already applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,9 @@ Listener = Callable[[str, int], Awaitable[None] | None]
 class Store(Protocol):
     kind: str
 
-    async def load(self, sid: str) -> SessionRecord | None:
-        """The session, or None if it never existed or expired."""
+    async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
+        """The session, or None if it never existed or expired; `applied` tells whether
+        `action_id` was already applied (read in the same round trip)."""
 
     async def commit(
         self,

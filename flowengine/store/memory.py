@@ -57,11 +57,12 @@ class MemoryStore:
             for sid in [k for k, s in self._sessions.items() if s.expires <= now]:
                 del self._sessions[sid]
 
-    async def load(self, sid: str) -> SessionRecord | None:
+    async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
         s = self._live(sid)
         if s is None:
             return None
-        return SessionRecord(sid, copy.deepcopy(s.state), s.rev, s.seq, s.updated_at)
+        applied = action_id is not None and action_id in s.actions
+        return SessionRecord(sid, copy.deepcopy(s.state), s.rev, s.seq, s.updated_at, applied)
 
     async def commit(
         self,

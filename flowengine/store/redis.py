@@ -97,9 +97,16 @@ class RedisStore:
         self._subscribed = asyncio.Event()
 
     # -- sessions ------------------------------------------------------------------------
-    async def load(self, sid: str) -> SessionRecord | None:
+    async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
+        state_key, _, actions_key = _keys(sid)
         try:
-            data = await self._redis.hgetall(_keys(sid)[0])
+            if action_id is None:
+                data, applied = await self._redis.hgetall(state_key), False
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(state_key)
+                    pipe.sismember(actions_key, action_id)
+                    data, applied = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
         if not data or "state" not in data:
@@ -110,6 +117,7 @@ class RedisStore:
             int(data["rev"]),
             int(data["seq"]),
             float(data.get("at", 0)),
+            bool(applied),
         )
 
     async def commit(
