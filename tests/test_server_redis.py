@@ -1,0 +1,170 @@
+"""Many boxes on one Redis: resume on another instance, live fan-out, pinned flow versions,
+and a Redis that goes away and comes back. Real processes, a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server_process import ROOT, Client, ServerProcess
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    redis_server.flush()
+    return str(redis_server.url)
+
+
+@pytest.fixture
+def two_servers(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    a = ServerProcess("--redis-url", redis_url).start()
+    b = ServerProcess(env={"FLOWENGINE_REDIS_URL": redis_url}).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+async def test_a_session_started_on_one_box_continues_on_another(two_servers: Any) -> None:
+    a, b = two_servers
+    assert json.loads(a.get("/readyz")[1])["store"] == "redis"
+    assert json.loads(b.get("/readyz")[1])["store"] == "redis"
+    c = await Client.connect(a.ws_url)
+    await c.until(lambda f: f.get("seq") == 1)
+    await c.act({"type": "choose", "option": "track"})
+    await c.act({"type": "text", "text": "1003"})
+    seen = c.events[-1]["seq"]
+    await c.close()
+    d = await Client.connect(b.ws_url, session=c.session, last_seq=seen)
+    assert d.frames[0]["resumed"] is True
+    await d.act({"type": "text", "text": "chloe.pop@example.com"})
+    await d.until(lambda f: "on its way" in f.get("text", ""))
+    assert [e["seq"] for e in d.events][0] == seen + 1
+    await d.close()
+
+
+async def test_every_tab_on_every_box_sees_each_event_once(two_servers: Any) -> None:
+    a, b = two_servers
+    on_a = await Client.connect(a.ws_url)
+    on_b = await Client.connect(b.ws_url, session=on_a.session)
+    await on_a.until(lambda f: f.get("seq") == 1)
+    await on_b.until(lambda f: f.get("seq") == 1)
+    ack = await on_a.act({"type": "choose", "option": "sizes"})
+    await on_b.until(lambda f: f.get("seq") == ack["seq"])
+    ack = await on_b.act({"type": "choose", "option": "shoes"})
+    await on_a.until(lambda f: f.get("seq") == ack["seq"])
+    for c in (on_a, on_b):
+        assert [e["seq"] for e in c.events] == list(range(1, ack["seq"] + 1))
+        await c.close()
+
+
+async def test_pinned_flow_versions_follow_the_session_across_boxes(
+    tmp_path: Path, redis_url: str
+) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    a = ServerProcess("--redis-url", redis_url, flows=flows).start()
+    try:
+        c = await Client.connect(a.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        await c.act({"type": "choose", "option": "sizes"})
+        old_version = json.loads(a.get("/readyz")[1])["flows_version"]
+    finally:
+        a.stop()
+    guide = flows / "size_guide.yaml"
+    guide.write_text(guide.read_text().replace("**Tops** (chest, cm)", "**Tops, new table**"))
+    b = ServerProcess("--redis-url", redis_url, flows=flows).start()
+    try:
+        assert json.loads(b.get("/readyz")[1])["flows_version"] != old_version
+        old = await Client.connect(b.ws_url, session=c.session, last_seq=c.events[-1]["seq"])
+        await old.act({"type": "choose", "option": "tops"})
+        assert any("**Tops** (chest, cm)" in e.get("text", "") for e in old.events)
+        new = await Client.connect(b.ws_url)
+        await new.until(lambda f: f.get("seq") == 1)
+        await new.act({"type": "choose", "option": "sizes"})
+        await new.act({"type": "choose", "option": "tops"})
+        assert any("**Tops, new table**" in e.get("text", "") for e in new.events)
+        await old.close()
+        await new.close()
+    finally:
+        b.stop()
+
+
+async def test_redis_goes_away_and_comes_back(redis_server: Any, redis_url: str) -> None:
+    a = ServerProcess("--redis-url", redis_url).start()
+    try:
+        c = await Client.connect(a.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        await c.act({"type": "choose", "option": "shipping"})
+        stored = c.events[-1]["seq"]
+        redis_server.stop()
+        status, body = a.get("/readyz")
+        assert status == 503 and json.loads(body)["store_reachable"] is False
+        assert a.get("/healthz")[0] == 200  # alive, just not ready
+        frame = {"type": "choose", "id": "during-outage", "option": "eu"}
+        await c.send(frame)
+        error = await c.next("error", timeout=10)
+        assert error["code"] == "store_unavailable" and error["id"] == "during-outage"
+        redis_server.start()
+        deadline = time.monotonic() + 15
+        while a.get("/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "readyz never recovered"
+            await asyncio.sleep(0.2)
+        # The client retries the same action; it is applied once and the session carries on.
+        await c.send(frame)
+        ack = await c.next("ack", timeout=10)
+        assert ack["id"] == "during-outage" and not ack["duplicate"]
+        await c.close()
+        again = await Client.connect(a.ws_url, session=c.session)
+        await again.until(lambda f: f.get("seq") == ack["seq"])
+        assert [e["seq"] for e in again.events] == list(range(1, ack["seq"] + 1))
+        assert ack["seq"] > stored
+        await again.close()
+        status, metrics = a.get("/metrics")
+        counted = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("flowengine_store_errors_total ")
+        ]
+        assert counted and float(counted[0].split()[1]) >= 1
+    finally:
+        a.stop()
+        if redis_server.proc is None:
+            redis_server.start()
+
+
+async def test_reload_on_sighup_refuses_a_broken_edit(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", flows)
+    proc = ServerProcess(flows=flows).start()
+    try:
+        before = json.loads(proc.get("/readyz")[1])["flows_version"]
+        main = flows / "main.yaml"
+        good = main.read_text()
+        main.write_text(good.replace("flow: track_order", "flow: track_ordr"))
+        proc.signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        assert json.loads(proc.get("/readyz")[1])["flows_version"] == before
+        c = await Client.connect(proc.ws_url)  # still serving the old flows
+        await c.until(lambda f: f.get("seq") == 1)
+        await c.close()
+        main.write_text(good.replace("How can I help you today?", "What can I do for you?"))
+        proc.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while json.loads(proc.get("/readyz")[1])["flows_version"] == before:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        d = await Client.connect(proc.ws_url)
+        first = await d.until(lambda f: f.get("seq") == 1)
+        assert "What can I do for you?" in first["text"]
+        await d.close()
+    finally:
+        proc.stop()
+    assert "flow reload refused" in proc.log and "E103" in proc.log
