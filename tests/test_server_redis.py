@@ -46,7 +46,7 @@ async def test_a_session_started_on_one_box_continues_on_another(two_servers: An
     assert d.frames[0]["resumed"] is True
     await d.act({"type": "text", "text": "chloe.pop@example.com"})
     await d.until(lambda f: "on its way" in f.get("text", ""))
-    assert [e["seq"] for e in d.events][0] == seen + 1
+    assert d.events[0]["seq"] == seen + 1
     await d.close()
 
 
