@@ -30,7 +30,7 @@
   var css = [
     ":host{all:initial}",
     "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','Noto Sans Thai',sans-serif}",
-    ".launcher{position:fixed;right:20px;bottom:20px;width:58px;height:58px;border-radius:50%;border:0;background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483646;font-size:26px;line-height:58px}",
+    ".launcher{position:fixed;right:20px;bottom:20px;width:58px;height:58px;border-radius:50%;border:0;background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483646;font-size:26px;display:flex;align-items:center;justify-content:center}",
     ".badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;background:#d33;color:#fff;font-size:12px;line-height:20px;padding:0 5px;display:none}",
     ".panel{position:fixed;right:20px;bottom:90px;width:370px;max-width:calc(100vw - 24px);height:min(600px,calc(100vh - 110px));background:#fff;color:#1b1b1b;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:none;flex-direction:column;overflow:hidden;z-index:2147483647;font-size:15px;line-height:1.4}",
     ".panel.open{display:flex}",
@@ -67,7 +67,18 @@
     return n;
   }
 
-  var launcher = el("button", { class: "launcher", "aria-label": "Open chat", "aria-expanded": "false" }, "💬");
+  var launcher = el("button", { class: "launcher", "aria-label": "Open chat", "aria-expanded": "false" });
+  var SVG = "http://www.w3.org/2000/svg";
+  var icon = document.createElementNS(SVG, "svg");
+  icon.setAttribute("viewBox", "0 0 24 24");
+  icon.setAttribute("width", "28");
+  icon.setAttribute("height", "28");
+  icon.setAttribute("aria-hidden", "true");
+  var path = document.createElementNS(SVG, "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
+  icon.appendChild(path);
+  launcher.appendChild(icon);
   var badge = el("span", { class: "badge", "aria-hidden": "true" });
   launcher.appendChild(badge);
   var panel = el("div", { class: "panel", role: "dialog", "aria-label": title, "aria-modal": "false" });
@@ -150,6 +161,7 @@
     input.disabled = !ask && !withAgent;
     sendBtn.disabled = input.disabled;
     input.placeholder = input.disabled ? "Choose an option above" : "Type your answer…";
+    log.scrollTop = log.scrollHeight;
   }
 
   // -- connection ------------------------------------------------------------------------
