@@ -37,7 +37,10 @@ from .shopper_socket import Connection, shopper_socket
 
 log = logging.getLogger("flowengine.server")
 
-WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget"
+def _widget_dir() -> Path:
+    """The widget beside the package (a source checkout), else ./widget (an installed package)."""
+    beside = Path(__file__).resolve().parents[2] / "widget"
+    return beside if (beside / "widget.js").is_file() else Path.cwd() / "widget"
 
 
 class Server:
@@ -167,7 +170,7 @@ async def widget_js(request: Request) -> Response:
 
 def _static(request: Request, name: str, media_type: str) -> Response:
     server: Server = request.app.state.server
-    root = Path(server.config.static_dir) if server.config.static_dir else WIDGET_DIR
+    root = Path(server.config.static_dir) if server.config.static_dir else _widget_dir()
     path = root / name
     if not path.is_file():
         return PlainTextResponse(f"{name} is not installed", status_code=404)
