@@ -37,6 +37,7 @@ from .shopper_socket import Connection, shopper_socket
 
 log = logging.getLogger("flowengine.server")
 
+
 def _widget_dir() -> Path:
     """The widget beside the package (a source checkout), else ./widget (an installed package)."""
     beside = Path(__file__).resolve().parents[2] / "widget"

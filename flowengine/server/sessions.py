@@ -14,6 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -33,7 +34,8 @@ from .protocol import Hello
 log = logging.getLogger("flowengine.sessions")
 
 MAX_CONFLICT_RETRIES = 20
-ACTION_GRACE = 65.0  # an action still pending after this long was interrupted by a crash
+ACTION_GRACE = 65.0
+CACHE_SESSIONS = 10_000  # an action still pending after this long was interrupted by a crash
 
 
 class SessionGone(Exception):
@@ -53,6 +55,7 @@ class Applied:
     seq: int = 0
     error: m.EngineError | None = None
     effects: tuple[m.Effect, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()  # what was stored, to send without re-reading
 
 
 def transcript(
@@ -121,6 +124,7 @@ class SessionService:
         self.today = today
         self._locks = _Locks()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cache: OrderedDict[str, tuple[int, int, m.State]] = OrderedDict()
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self, hello: Hello) -> Opened:
@@ -151,6 +155,7 @@ class SessionService:
         )
         if commit.outcome != "ok":  # pragma: no cover - a 144-bit token collided
             raise StoreUnavailable("could not create the session")
+        self._remember(sid, commit.rev, commit.seq, result.state)
         self.metrics.sessions.labels("expired" if hello.session else "new").inc()
         self.analytics.add(sid, result.events)
         self.spawn(self.run_effects(sid, result.effects))
@@ -168,27 +173,42 @@ class SessionService:
         action_id: str | None,
         extra: tuple[dict[str, Any], ...] = (),
     ) -> Applied:
+        """Load (or take from the cache), step, commit; on a conflict, re-read and re-apply.
+
+        The last state this process committed for a session is cached, so a click is usually
+        one round trip (the commit); a stale cache shows up as a conflict and costs a re-read.
+        """
         await self._locks(sid)
         try:
+            cached = self._cache.get(sid)
             for _ in range(MAX_CONFLICT_RETRIES):
-                record = await self.store.load(sid, action_id)
-                if record is None:
-                    raise SessionGone(sid)
-                if record.applied:
-                    return Applied("duplicate", record.seq)
-                state = m.State.from_json(record.state)
+                if cached is not None:
+                    rev, seq, state = cached
+                    cached = None  # trusted once: a retry re-reads
+                    from_cache = True
+                else:
+                    record = await self.store.load(sid, action_id)
+                    if record is None:
+                        self._forget(sid)
+                        raise SessionGone(sid)
+                    if record.applied:
+                        return Applied("duplicate", record.seq)
+                    rev, seq, state = record.rev, record.seq, m.State.from_json(record.state)
+                    from_cache = False
                 event = decide(state)
                 if event is None:
-                    return Applied("ok", record.seq)
+                    return Applied("ok", seq)
                 project = await self.flows.get(state.version)
                 now = self.clock()
                 result = step(project, state, event, now)
                 if result.error is not None:
-                    return Applied("error", record.seq, result.error)
-                events = transcript(result, state, record.seq, now, extra)
+                    if from_cache:
+                        continue  # decide on the stored state (a retry may be a duplicate)
+                    return Applied("error", seq, result.error)
+                events = transcript(result, state, seq, now, extra)
                 commit = await self.store.commit(
                     sid,
-                    record.rev,
+                    rev,
                     result.state.to_json(),
                     events,
                     action_id=action_id,
@@ -196,16 +216,31 @@ class SessionService:
                     now=now,
                 )
                 if commit.outcome == "conflict":
+                    self._forget(sid)
                     continue
                 if commit.outcome == "missing":
+                    self._forget(sid)
                     raise SessionGone(sid)
                 if commit.outcome == "duplicate":
                     return Applied("duplicate", commit.seq)
+                self._remember(sid, commit.rev, commit.seq, result.state)
                 self.analytics.add(sid, result.events)
-                return Applied("ok", commit.seq, effects=result.effects)
+                return Applied("ok", commit.seq, effects=result.effects, events=tuple(events))
             raise StoreUnavailable("the session is too busy; try again")
+        except StoreUnavailable:
+            self._forget(sid)
+            raise
         finally:
             self._locks.release(sid)
+
+    def _remember(self, sid: str, rev: int, seq: int, state: m.State) -> None:
+        self._cache[sid] = (rev, seq, state)
+        self._cache.move_to_end(sid)
+        while len(self._cache) > CACHE_SESSIONS:
+            self._cache.popitem(last=False)
+
+    def _forget(self, sid: str) -> None:
+        self._cache.pop(sid, None)
 
     # -- effects ---------------------------------------------------------------------------
     def spawn(self, coro: Any) -> None:

@@ -52,6 +52,16 @@ class Connection:
         self.server.metrics.errors.labels(code).inc()
         await self.send(error_frame(code, message, frame_id))
 
+    async def deliver(self, events: tuple[dict[str, Any], ...]) -> None:
+        """Send events just stored, if they follow what this socket sent; else read the log."""
+        async with self.lock:
+            if events and events[0]["seq"] == self.sent + 1:
+                for e in events:
+                    await self.send(e)
+                    self.sent = e["seq"]
+                return
+        await self.catch_up()
+
     async def catch_up(self) -> None:
         """Send every stored event after the last one this socket sent, in order."""
         if self.sid is None:
@@ -186,7 +196,10 @@ async def _converse(conn: Connection, ip: str) -> None:
             await conn.error(applied.error.code, applied.error.message, action.id)
             continue
         server.metrics.clicks.labels(action.kind).inc()
-        await _safe_catch_up(conn)
+        try:
+            await conn.deliver(applied.events)
+        except StoreUnavailable:
+            server.metrics.store_errors.inc()
         await conn.send(
             {
                 "type": "ack",
