@@ -90,6 +90,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "session_ttl": args.session_ttl,
         "orders_api": args.orders_api or os.environ.get("FLOWENGINE_ORDERS_API") or None,
         "watch_flows": args.watch,
+        "socket_rate": args.socket_rate,
+        "socket_burst": max(int(args.socket_rate * 4), 1),
+        "ip_rate": args.ip_rate,
+        "ip_burst": max(int(args.ip_rate * 2), 1),
+        "max_sockets_per_ip": args.max_sockets_per_ip,
     }
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
@@ -158,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL of your order API (env FLOWENGINE_ORDERS_API); none: demo data",
     )
     p.add_argument("--watch", action="store_true", help="reload flows when their files change")
+    p.add_argument(
+        "--socket-rate",
+        type=float,
+        default=5.0,
+        help="frames per second one socket may send (bursts of 4x; default 5)",
+    )
+    p.add_argument(
+        "--ip-rate",
+        type=float,
+        default=30.0,
+        help="frames per second one client IP may send (bursts of 2x; default 30)",
+    )
+    p.add_argument(
+        "--max-sockets-per-ip",
+        type=int,
+        default=50,
+        help="open sockets one client IP may hold (default 50)",
+    )
     p.add_argument("--log-level", default="info")
     _flows_arg(p)
     p.set_defaults(func=cmd_serve)
