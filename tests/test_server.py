@@ -227,3 +227,39 @@ def test_broken_flows_are_never_served(tmp_path) -> None:  # type: ignore[no-unt
     proc = ServerProcess(flows=tmp_path)
     with pytest.raises(RuntimeError, match="E104"):
         proc.start()
+
+
+async def test_a_dead_order_backend_takes_the_error_exit_and_the_session_lives() -> None:
+    from tests.redis_server import free_port
+
+    proc = ServerProcess("--orders-api", f"http://127.0.0.1:{free_port()}/api").start()
+    try:
+        c = await Client.connect(proc.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        await c.act({"type": "choose", "option": "track"})
+        await c.act({"type": "text", "text": "1003"})
+        await c.act({"type": "text", "text": "chloe.pop@example.com"})
+        down = await c.until(lambda f: f.get("type") == "message" and f.get("options"))
+        assert "can't reach our order system" in down["text"]
+        assert [o["id"] for o in down["options"]] == ["retry", "person"]
+        ack = await c.act({"type": "choose", "option": "person"})
+        assert ack["type"] == "ack"
+        await c.close()
+    finally:
+        proc.stop()
+
+
+async def test_idle_sessions_expire_and_come_back_fresh() -> None:
+    proc = ServerProcess("--session-ttl", "1").start()
+    try:
+        c = await Client.connect(proc.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        await c.close()
+        await asyncio.sleep(1.5)
+        again = await Client.connect(proc.ws_url, session=c.session, last_seq=1)
+        assert again.frames[0]["expired"] is True and again.frames[0]["session"] != c.session
+        first = await again.until(lambda f: f.get("seq") == 1)
+        assert first["options"]
+        await again.close()
+    finally:
+        proc.stop()

@@ -1,0 +1,81 @@
+"""The session shell in-process, on the embedded store: crash recovery and log redaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+
+from flowengine.actions.demo_backend import DemoBackend
+from flowengine.engine import model as m
+from flowengine.server.analytics import Analytics
+from flowengine.server.config import ServerConfig
+from flowengine.server.flows import FlowRegistry
+from flowengine.server.metrics import Metrics
+from flowengine.server.protocol import Hello
+from flowengine.server.redact import RedactingFilter, redact
+from flowengine.server.sessions import SessionService
+from flowengine.store.memory import MemoryStore
+
+FLOWS = Path(__file__).resolve().parent.parent / "flows"
+
+
+def _service(clock: list[float]) -> SessionService:
+    store = MemoryStore()
+    flows = FlowRegistry(str(FLOWS), store, version_ttl=3600)
+    flows.load()
+    return SessionService(
+        store,
+        flows,
+        DemoBackend(date(2026, 11, 22)),
+        ServerConfig(),
+        Metrics(),
+        Analytics(store),
+        clock=lambda: clock[0],
+    )
+
+
+async def test_an_action_interrupted_by_a_crash_takes_the_error_exit() -> None:
+    clock = [1000.0]
+    service = _service(clock)
+    opened = await service.open(Hello(None, 0, "en", {}))
+    sid = opened.sid
+    for event in (m.Choose("track"), m.Text("1003"), m.Text("chloe.pop@example.com")):
+        applied = await service.apply(sid, event, None)
+        assert applied.outcome == "ok"
+    # The lookup effect is never run: this process "crashed" with the session waiting for it.
+    record = await service.store.load(sid)
+    assert record is not None and record.state["waiting"] == "action"
+    clock[0] += 120
+    again = await service.open(Hello(sid, record.seq, "en", {}))
+    assert again.resumed
+    await service.drain()
+    record = await service.store.load(sid)
+    assert record is not None and record.state["step"] == "backend_down"
+    log = await service.store.replay(sid, 0)
+    assert "can't reach our order system" in log[-1]["text"]
+
+
+async def test_analytics_reach_the_store_without_shopper_text() -> None:
+    clock = [0.0]
+    service = _service(clock)
+    opened = await service.open(Hello(None, 0, "en", {}))
+    await service.apply(opened.sid, m.Choose("track"), "a1")
+    await service.apply(opened.sid, m.Text("secret.person@example.com"), "a2")
+    await service.analytics.flush()
+    events = await service.store.read_events(100)
+    assert {e["type"] for e in events} >= {"session_started", "option_chosen", "text_given"}
+    assert all(e["session"] == opened.sid for e in events)
+    assert "secret.person" not in repr(events)
+
+
+def test_logs_never_show_emails_or_order_numbers() -> None:
+    assert redact("lookup for anna.novak@example.com order #1003 failed") == (
+        "lookup for <email> order #… failed"
+    )
+    assert redact("GET /ws HTTP/1.1 127.0.0.1:56876") == "GET /ws HTTP/1.1 127.0.0.1:56876"
+    record = logging.LogRecord(
+        "flowengine", logging.INFO, __file__, 1, "order %s for %s", ("1003", "a@b.cz"), None
+    )
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "order #… for <email>"
