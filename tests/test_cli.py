@@ -92,6 +92,11 @@ def test_a_failing_conversation_test_names_its_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "bad.test.yaml:4:" in r.stderr
 
 
+def test_serve_refuses_workers_without_redis() -> None:
+    r = flowengine("serve", "--workers", "2")
+    assert r.returncode == 2 and "needs --redis-url" in r.stderr
+
+
 def test_chat_in_the_terminal() -> None:
     script = "1\n1003\nchloe.pop@example.com\n/person\n/agent handed_back\n/quit\n"
     r = flowengine("chat", "--locale", "cs", stdin=script)

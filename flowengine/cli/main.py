@@ -82,10 +82,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(result.render(include_warnings=False), file=sys.stderr)
         print("the flows do not validate; not serving them", file=sys.stderr)
         return 1
+    redis_url = args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None
+    if args.workers > 1 and not redis_url:
+        print(
+            "--workers above 1 needs --redis-url: each worker of the embedded store would "
+            "keep its own sessions",
+            file=sys.stderr,
+        )
+        return 2
     origins = args.allowed_origins or os.environ.get("FLOWENGINE_ALLOWED_ORIGINS", "")
     options = {
         "flows_dir": args.flows,
-        "redis_url": args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None,
+        "redis_url": redis_url,
         "allowed_origins": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
         "session_ttl": args.session_ttl,
         "orders_api": args.orders_api or os.environ.get("FLOWENGINE_ORDERS_API") or None,

@@ -82,6 +82,7 @@ class Server:
         conns.discard(conn)
         if not conns:
             del self.sockets[conn.sid]
+            self.sessions.left(conn.sid)
             with contextlib.suppress(Exception):
                 await self.store.unwatch(conn.sid)
 

@@ -233,6 +233,24 @@ class SessionService:
         finally:
             self._locks.release(sid)
 
+    def left(self, sid: str) -> None:
+        """The last socket of a session on this process closed: if the conversation was still
+        open, count it as abandoned (it may yet resume, which analytics then sees too)."""
+        cached = self._cache.get(sid)
+        if cached is not None and cached[2].waiting not in ("ended", "agent"):
+            state = cached[2]
+            self.analytics.add(
+                sid,
+                [
+                    {
+                        "type": "session_abandoned",
+                        "at": self.clock(),
+                        "flow": state.flow,
+                        "step": state.step,
+                    }
+                ],
+            )
+
     def _remember(self, sid: str, rev: int, seq: int, state: m.State) -> None:
         self._cache[sid] = (rev, seq, state)
         self._cache.move_to_end(sid)
