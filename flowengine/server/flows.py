@@ -55,11 +55,15 @@ class FlowRegistry:
         self._mtimes = self._scan()
         return project
 
-    async def publish(self) -> None:
-        """Keep the current version's sources where every instance can find them."""
+    async def publish(self, *, unless_recent: bool = False) -> None:
+        """Keep the current version's sources where every instance can find them (with
+        `unless_recent`, at most once a minute: new sessions call this)."""
         assert self.current is not None
-        await self.store.put_version(self.current.version, self._bundle, self.version_ttl)
-        self._touched[self.current.version] = time.monotonic()
+        version = self.current.version
+        if unless_recent and time.monotonic() - self._touched.get(version, 0.0) < TOUCH_EVERY:
+            return
+        await self.store.put_version(version, self._bundle, self.version_ttl)
+        self._touched[version] = time.monotonic()
 
     async def reload(self) -> bool:
         """Validate and switch to the flows on disk; on errors keep serving the old ones."""

@@ -139,7 +139,7 @@ class SessionService:
                 return Opened(hello.session, resumed=True, expired=False)
         project = self.flows.current
         assert project is not None
-        await self.flows.publish()
+        await self.flows.publish(unless_recent=True)
         now = self.clock()
         result = start(project, now=now, locale=hello.locale, context=hello.context)
         sid = secrets.token_urlsafe(18)
