@@ -263,3 +263,28 @@ async def test_idle_sessions_expire_and_come_back_fresh() -> None:
         await again.close()
     finally:
         proc.stop()
+
+
+async def test_identity_verification_by_hmac() -> None:
+    from flowengine.server.identity import user_hash
+
+    secret = "s3cret-shared-with-the-shop"
+    proc = ServerProcess(env={"FLOWENGINE_IDENTITY_SECRET": secret}).start()
+    try:
+        for given, asked_for_email in (
+            (user_hash(secret, "Anna.Novak@example.com"), False),
+            ("0" * 64, True),
+            (None, True),
+        ):
+            shopper = {"email": "anna.novak@example.com", "user_hash": given, "verified": True}
+            c = await Client.connect(proc.ws_url, context={"shopper": shopper})
+            await c.until(lambda f: f.get("seq") == 1)
+            await c.act({"type": "choose", "option": "track"})
+            await c.act({"type": "text", "text": "1001"})
+            if asked_for_email:
+                assert c.last_message()["input"]["kind"] == "email"
+            else:
+                await c.until(lambda f: "still cancel" in f.get("text", ""))
+            await c.close()
+    finally:
+        proc.stop()

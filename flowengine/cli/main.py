@@ -103,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ip_rate": args.ip_rate,
         "ip_burst": max(int(args.ip_rate * 2), 1),
         "max_sockets_per_ip": args.max_sockets_per_ip,
+        "static_dir": args.widget_dir,
     }
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the server: shopper WebSocket, demo page, metrics")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--widget-dir",
+        default=None,
+        help="directory with widget.js and the page served at / (default: widget/)",
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument(

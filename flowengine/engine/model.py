@@ -149,7 +149,14 @@ class HandoffUpdate:
     outcome: Literal["assigned", "offline", "timeout", "closed", "handed_back"]
 
 
-Event = Choose | Text | AskForPerson | Restart | ActionResult | HandoffUpdate
+@dataclass(frozen=True, slots=True)
+class SetContext:
+    """The page told us more (a shopper logged in, another page): replaces shopper/page/context."""
+
+    context: dict[str, Any]
+
+
+Event = Choose | Text | AskForPerson | Restart | ActionResult | HandoffUpdate | SetContext
 
 
 # -- results out ----------------------------------------------------------------------------

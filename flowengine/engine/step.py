@@ -76,6 +76,8 @@ def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -
         raise _Refused("bad_event", "option and text must be strings")
     run = _Run(project, state, now)
     match event:
+        case m.SetContext(context=context):
+            run.context = _clean_context(context)  # allowed in any state, even ended
         case m.Restart():
             run.restart()
         case _ if state.waiting == "ended":

@@ -34,4 +34,7 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS_API") or None
     )
     watch_flows: bool = False
+    identity_secret: str | None = field(
+        default_factory=lambda: os.environ.get("FLOWENGINE_IDENTITY_SECRET") or None
+    )
     static_dir: str | None = None  # defaults to the package's widget/ and demo page

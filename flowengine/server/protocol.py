@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine import model as m
+from .identity import verify_shopper
 
 MAX_ID = 64
 MAX_OPTION = 100
@@ -66,7 +67,7 @@ def _flat(value: Any, limit: int = 32) -> dict[str, Any]:
     return out
 
 
-def parse_hello(frame: dict[str, Any]) -> Hello:
+def parse_hello(frame: dict[str, Any], identity_secret: str | None = None) -> Hello:
     if frame["type"] != "hello":
         raise ProtocolError("hello_first", "the first frame must be hello")
     session = frame.get("session")
@@ -80,8 +81,8 @@ def parse_hello(frame: dict[str, Any]) -> Hello:
         locale = ""
     raw_context = frame.get("context") if isinstance(frame.get("context"), dict) else {}
     shopper = _flat(raw_context.get("shopper"))
-    # A shopper is only ever "verified" by the server (identity verification); never by a claim.
-    shopper.pop("verified", None)
+    # A shopper is only ever "verified" by the server checking `user_hash`; never by a claim.
+    shopper = verify_shopper(shopper, shopper.get("user_hash"), identity_secret)
     context = {
         "page": _flat(raw_context.get("page")),
         "shopper": shopper,

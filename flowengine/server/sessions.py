@@ -136,6 +136,8 @@ class SessionService:
                 if state.waiting == "action" and self.clock() - record.updated_at > ACTION_GRACE:
                     # The process running the action died: take the flow's error exit.
                     self.spawn(self._settle(hello.session, lambda s: _interrupted(s)))
+                if _context_changed(state.context, hello.context):
+                    await self._advance(hello.session, lambda _s: m.SetContext(hello.context), None)
                 return Opened(hello.session, resumed=True, expired=False)
         project = self.flows.current
         assert project is not None
@@ -314,6 +316,13 @@ class SessionService:
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _context_changed(stored: dict[str, Any], given: dict[str, Any]) -> bool:
+    """A resuming page may bring a login (identity) or a new page; an empty hello changes nothing."""
+    if not any(given.values()):
+        return False
+    return any(given.get(k) != stored.get(k) for k in ("shopper", "page", "context"))
 
 
 def _interrupted(state: m.State) -> m.Event | None:

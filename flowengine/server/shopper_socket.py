@@ -133,7 +133,7 @@ async def _converse(conn: Connection, ip: str) -> None:
         if text is None:
             continue
         try:
-            hello = parse_hello(decode(text))
+            hello = parse_hello(decode(text), config.identity_secret)
         except ProtocolError as exc:
             await conn.error(exc.code, exc.message, exc.frame_id)
     try:
