@@ -232,7 +232,10 @@ def test_proactive_open_once_per_session_and_the_js_api(browser: Browser, tmp_pa
         seen = page.evaluate("""() => new Promise(resolve => {
             const events = [];
             FlowEngine.on('open', () => events.push('open'));
-            FlowEngine.on('message', m => { events.push(m.from); if (m.from === 'shopper') resolve(events); });
+            FlowEngine.on('message', m => {
+                events.push(m.from);
+                if (m.from === 'shopper') resolve(events);
+            });
             FlowEngine.open();
             setTimeout(() => resolve(events), 4000);
         })""")

@@ -319,7 +319,7 @@ class SessionService:
 
 
 def _context_changed(stored: dict[str, Any], given: dict[str, Any]) -> bool:
-    """A resuming page may bring a login (identity) or a new page; an empty hello changes nothing."""
+    """A resuming page may bring a login or a new page; an empty hello changes nothing."""
     if not any(given.values()):
         return False
     return any(given.get(k) != stored.get(k) for k in ("shopper", "page", "context"))
