@@ -121,7 +121,7 @@ async def test_watchers_hear_of_commits(store: Store) -> None:
     heard: list[tuple[str, int]] = []
     got = asyncio.Event()
 
-    def listener(sid: str, seq: int) -> None:
+    def listener(sid: str, seq: int, payload: object = None) -> None:
         heard.append((sid, seq))
         got.set()
 
@@ -158,3 +158,98 @@ async def test_redis_that_goes_away_and_comes_back(redis_server: Any) -> None:
         assert (c.outcome, c.seq) == ("ok", 2)
     finally:
         await store.close()
+
+
+# -- the handoff queue ---------------------------------------------------------------------
+
+
+def rec(sid: str, team: str = "orders", **extra: Any) -> dict[str, Any]:
+    return {
+        "session": sid,
+        "team": team,
+        "priority": "normal",
+        "reason": "r",
+        "flow": "f",
+        "created_at": 1.0,
+        **extra,
+    }
+
+
+async def test_queue_order_and_one_open_handoff_per_session(store: Any) -> None:
+    assert await store.put_handoff("a", rec("a"), score=300, ttl=60)
+    assert await store.put_handoff("b", rec("b"), score=100, ttl=60)
+    assert await store.put_handoff("c", rec("c", team="returns"), score=50, ttl=60)
+    assert not await store.put_handoff("a", rec("a"), score=1, ttl=60)  # still open
+    assert [r["session"] for r in await store.queue("orders")] == ["b", "a"]
+    assert [r["session"] for r in await store.queue("returns")] == ["c"]
+    got = await store.get_handoff("a")
+    assert got["status"] == "queued" and got["agent"] is None and got["reason"] == "r"
+
+
+async def test_twenty_agents_claim_one_chat_exactly_one_wins(store: Any) -> None:
+    await store.put_handoff("s", rec("s"), score=1, ttl=60)
+
+    async def claim(agent: str) -> dict[str, Any] | None:
+        return await store.transition(
+            "s", ("queued",), {"status": "assigned", "agent": agent}, None, 60
+        )
+
+    results = await asyncio.gather(*[claim(f"agent{i}") for i in range(20)])
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert await store.queue("orders") == []
+    winner = winners[0]["agent"]
+    assert [r["session"] for r in await store.agent_chats(winner)] == ["s"]
+    assert await store.agent_chats("nobody") == []
+
+
+async def test_transfer_close_and_reopen(store: Any) -> None:
+    await store.put_handoff("s", rec("s"), score=5, ttl=60)
+    await store.transition("s", ("queued",), {"status": "assigned", "agent": "ann"}, None, 60)
+    moved = await store.transition(
+        "s", ("assigned",), {"status": "queued", "team": "returns", "agent": None}, 7, 60
+    )
+    assert moved is not None and moved["team"] == "returns"
+    assert await store.agent_chats("ann") == []
+    assert [r["session"] for r in await store.queue("returns")] == ["s"]
+    closed = await store.transition("s", ("queued", "assigned"), {"status": "closed"}, None, 60)
+    assert closed is not None and await store.queue("returns") == []
+    assert (
+        await store.transition("s", ("queued",), {"status": "assigned", "agent": "x"}, None, 60)
+        is None
+    )
+    assert await store.put_handoff("s", rec("s"), score=9, ttl=60)  # a closed one can reopen
+
+
+async def test_presence_tokens_notes_signals_and_outbox(store: Any) -> None:
+    await store.heartbeat("ann", {"teams": ["orders"], "status": "online"}, now=100.0)
+    await store.heartbeat("bob", {"teams": ["returns"], "status": "online"}, now=50.0)
+    assert set(await store.online(now=110.0)) == {"ann"}
+    await store.put_token("h1", "ann", ttl=60)
+    assert await store.get_token("h1") == "ann"
+    await store.del_token("h1")
+    assert await store.get_token("h1") is None
+    await store.add_note("s", {"text": "called the carrier"}, ttl=60)
+    assert [n["text"] for n in await store.notes("s")] == ["called the carrier"]
+    heard: list[Any] = []
+    got = asyncio.Event()
+
+    def listener(sid: str, seq: int, payload: Any = None) -> None:
+        heard.append((sid, seq, payload))
+        got.set()
+
+    store.set_listener(listener)
+    await store.watch("s")
+    await store.signal("s", {"typing": "shopper"})
+    await asyncio.wait_for(got.wait(), 5)
+    assert heard[0] == ("s", 0, {"typing": "shopper"})
+    await store.push_webhook({"id": "w1", "event": "handoff.created"})
+    item = await store.take_webhook()
+    assert item is not None and item["id"] == "w1"
+    assert await store.take_webhook() is None
+    assert await store.recover_webhooks() == 1  # a crash before done: delivered again
+    item = await store.take_webhook()
+    await store.done_webhook(item)
+    assert await store.recover_webhooks() == 0
+    await store.log_webhook({"id": "w1", "status": 200})
+    assert (await store.webhook_log())[-1]["status"] == 200

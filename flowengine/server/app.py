@@ -86,10 +86,16 @@ class Server:
             with contextlib.suppress(Exception):
                 await self.store.unwatch(conn.sid)
 
-    def _on_commit(self, sid: str, seq: int) -> None:
+    def _on_commit(self, sid: str, seq: int, payload: dict[str, Any] | None = None) -> None:
+        if payload is not None:
+            self.on_signal(sid, payload)
+            return
         for conn in list(self.sockets.get(sid, ())):
             if seq < 0 or seq > conn.sent:
                 self.sessions.spawn(_quiet_catch_up(conn))
+
+    def on_signal(self, sid: str, payload: dict[str, Any]) -> None:
+        """Ephemeral news for a session's sockets (typing); replaced when agents are wired."""
 
     async def startup(self) -> None:
         self.flows.load()  # raises with the validator's errors: never serve broken flows

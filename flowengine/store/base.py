@@ -36,7 +36,9 @@ class Commit:
     seq: int = 0
 
 
-Listener = Callable[[str, int], Awaitable[None] | None]
+# Called with (session, seq) when a commit lands, or (session, -1, None) to say "re-read",
+# or (session, 0, payload) for an ephemeral signal (typing, a note) that is not stored.
+Listener = Callable[[str, int, dict[str, Any] | None], Awaitable[None] | None]
 
 
 class Store(Protocol):
@@ -85,3 +87,64 @@ class Store(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+class HandoffStore(Protocol):
+    """The agent side: the handoff queue, presence, console tokens, notes, webhook outbox.
+
+    A handoff record is a dict with at least `session`, `team`, `priority`, `status`
+    (`queued`, `assigned`, `closed`), `agent` and `created_at`. `transition` is the one atomic
+    operation on it: it applies `changes` only if the status is one of `allowed`, and keeps the
+    team queues and the agents' loads in step, so two agents claiming one chat get one winner.
+    """
+
+    async def put_handoff(self, sid: str, record: dict[str, Any], score: float, ttl: float) -> bool:
+        """Queue a new handoff; False if the session already has an open one."""
+
+    async def get_handoff(self, sid: str) -> dict[str, Any] | None: ...
+
+    async def transition(
+        self,
+        sid: str,
+        allowed: tuple[str, ...],
+        changes: dict[str, Any],
+        score: float | None,
+        ttl: float,
+    ) -> dict[str, Any] | None:
+        """The new record, or None when the status was not one of `allowed`."""
+
+    async def queue(self, team: str) -> list[dict[str, Any]]:
+        """Waiting handoffs of a team, first in line first."""
+
+    async def agent_chats(self, agent: str) -> list[dict[str, Any]]: ...
+
+    async def heartbeat(self, agent: str, info: dict[str, Any], now: float) -> None: ...
+
+    async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]: ...
+
+    async def put_token(self, token_hash: str, username: str, ttl: float) -> None: ...
+
+    async def get_token(self, token_hash: str) -> str | None: ...
+
+    async def del_token(self, token_hash: str) -> None: ...
+
+    async def add_note(self, sid: str, note: dict[str, Any], ttl: float) -> None: ...
+
+    async def notes(self, sid: str) -> list[dict[str, Any]]: ...
+
+    async def signal(self, sid: str, payload: dict[str, Any]) -> None:
+        """Tell every instance's listener about something not stored (typing)."""
+
+    async def push_webhook(self, item: dict[str, Any]) -> None: ...
+
+    async def take_webhook(self) -> dict[str, Any] | None:
+        """The next delivery, moved to in-flight until `done_webhook` (at-least-once)."""
+
+    async def done_webhook(self, item: dict[str, Any]) -> None: ...
+
+    async def recover_webhooks(self) -> int:
+        """Put in-flight deliveries back (after a crash); how many."""
+
+    async def log_webhook(self, entry: dict[str, Any]) -> None: ...
+
+    async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]: ...

@@ -42,6 +42,14 @@ class MemoryStore:
         self._clock = clock
         self._writes = 0
         self._pending: set[asyncio.Future[Any]] = set()
+        self._handoffs: dict[str, tuple[dict[str, Any], float]] = {}
+        self._scores: dict[str, float] = {}
+        self._presence: dict[str, tuple[dict[str, Any], float]] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._notes: dict[str, list[dict[str, Any]]] = {}
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._inflight: list[dict[str, Any]] = []
+        self._webhook_log: deque[dict[str, Any]] = deque(maxlen=1000)
 
     def _live(self, sid: str) -> _Session | None:
         s = self._sessions.get(sid)
@@ -96,13 +104,18 @@ class MemoryStore:
         if action_id:
             s.actions.add(action_id)
         self._sweep()
-        if events and sid in self._watched and self._listener is not None:
-            outcome = self._listener(sid, s.seq)
-            if inspect.isawaitable(outcome):
-                task = asyncio.ensure_future(outcome)
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+        if events:
+            self._tell(sid, s.seq, None)
         return Commit("ok", s.rev, s.seq)
+
+    def _tell(self, sid: str, seq: int, payload: dict[str, Any] | None) -> None:
+        if sid not in self._watched or self._listener is None:
+            return
+        outcome = self._listener(sid, seq, payload)
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(outcome)
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         s = self._live(sid)
@@ -145,3 +158,123 @@ class MemoryStore:
 
     async def close(self) -> None:
         pass
+
+    # -- handoffs (HandoffStore) ---------------------------------------------------------------
+    def _handoff(self, sid: str) -> dict[str, Any] | None:
+        item = self._handoffs.get(sid)
+        if item is None or item[1] <= self._clock():
+            self._handoffs.pop(sid, None)
+            self._scores.pop(sid, None)
+            return None
+        return item[0]
+
+    async def put_handoff(self, sid: str, record: dict[str, Any], score: float, ttl: float) -> bool:
+        current = self._handoff(sid)
+        if current is not None and current["status"] != "closed":
+            return False
+        self._handoffs[sid] = (
+            {**copy.deepcopy(record), "status": "queued", "agent": None},
+            self._clock() + ttl,
+        )
+        self._scores[sid] = score
+        return True
+
+    async def get_handoff(self, sid: str) -> dict[str, Any] | None:
+        record = self._handoff(sid)
+        return copy.deepcopy(record) if record is not None else None
+
+    async def transition(
+        self,
+        sid: str,
+        allowed: tuple[str, ...],
+        changes: dict[str, Any],
+        score: float | None,
+        ttl: float,
+    ) -> dict[str, Any] | None:
+        record = self._handoff(sid)
+        if record is None or record["status"] not in allowed:
+            return None
+        record = {**record, **copy.deepcopy(changes)}
+        self._handoffs[sid] = (record, self._clock() + ttl)
+        if record["status"] == "queued":
+            if score is not None:
+                self._scores[sid] = score
+        else:
+            self._scores.pop(sid, None)
+        return copy.deepcopy(record)
+
+    async def queue(self, team: str) -> list[dict[str, Any]]:
+        waiting = [
+            (self._scores[sid], r)
+            for sid in list(self._scores)
+            if (r := self._handoff(sid)) is not None
+            and r["status"] == "queued"
+            and r["team"] == team
+        ]
+        return [copy.deepcopy(r) for _, r in sorted(waiting, key=lambda x: x[0])]
+
+    async def agent_chats(self, agent: str) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(r)
+            for sid in list(self._handoffs)
+            if (r := self._handoff(sid)) is not None
+            and r["status"] == "assigned"
+            and r.get("agent") == agent
+        ]
+
+    async def heartbeat(self, agent: str, info: dict[str, Any], now: float) -> None:
+        self._presence[agent] = (copy.deepcopy(info), now)
+
+    async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]:
+        return {
+            a: copy.deepcopy(info)
+            for a, (info, seen) in self._presence.items()
+            if now - seen <= window
+        }
+
+    async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
+        self._tokens[token_hash] = (username, self._clock() + ttl)
+
+    async def get_token(self, token_hash: str) -> str | None:
+        item = self._tokens.get(token_hash)
+        if item is None or item[1] <= self._clock():
+            self._tokens.pop(token_hash, None)
+            return None
+        return item[0]
+
+    async def del_token(self, token_hash: str) -> None:
+        self._tokens.pop(token_hash, None)
+
+    async def add_note(self, sid: str, note: dict[str, Any], ttl: float) -> None:
+        self._notes.setdefault(sid, []).append(copy.deepcopy(note))
+
+    async def notes(self, sid: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._notes.get(sid, []))
+
+    async def signal(self, sid: str, payload: dict[str, Any]) -> None:
+        self._tell(sid, 0, copy.deepcopy(payload))
+
+    async def push_webhook(self, item: dict[str, Any]) -> None:
+        self._outbox.append(copy.deepcopy(item))
+
+    async def take_webhook(self) -> dict[str, Any] | None:
+        if not self._outbox:
+            return None
+        item = self._outbox.popleft()
+        self._inflight.append(item)
+        return copy.deepcopy(item)
+
+    async def done_webhook(self, item: dict[str, Any]) -> None:
+        self._inflight = [i for i in self._inflight if i.get("id") != item.get("id")]
+
+    async def recover_webhooks(self) -> int:
+        n = len(self._inflight)
+        self._outbox.extendleft(reversed(self._inflight))
+        self._inflight = []
+        return n
+
+    async def log_webhook(self, entry: dict[str, Any]) -> None:
+        self._webhook_log.append(copy.deepcopy(entry))
+
+    async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]:
+        return list(self._webhook_log)[-count:]

@@ -66,6 +66,47 @@ return {'ok', newrev, newseq}
 """
 
 
+# One handoff operation, atomically: check the status, apply the changes, keep the team queue
+# and the agent's load in step. All handoff keys share the hash tag {handoff} (one slot).
+_TRANSITION = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local rec = cjson.decode(raw)
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if rec.status == s then allowed = true end end
+if not allowed then return false end
+local qp, lp, sid = ARGV[3], ARGV[4], ARGV[7]
+if rec.team then redis.call('ZREM', qp .. rec.team, sid) end
+if rec.agent and rec.agent ~= cjson.null then redis.call('SREM', lp .. rec.agent, sid) end
+local changes = cjson.decode(ARGV[2])
+for k, v in pairs(changes) do rec[k] = v end
+if rec.status == 'queued' then
+  local score = ARGV[5]
+  if score == '' then score = rec.score or 0 end
+  rec.score = tonumber(score)
+  redis.call('ZADD', qp .. rec.team, score, sid)
+elseif rec.status == 'assigned' then
+  redis.call('SADD', lp .. rec.agent, sid)
+end
+local out = cjson.encode(rec)
+redis.call('SET', KEYS[1], out, 'PX', ARGV[6])
+return out
+"""
+
+_PUT = """
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local rec = cjson.decode(raw)
+  if rec.status ~= 'closed' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+return 1
+"""
+
+H = "fe:{handoff}:"
+
+
 def _keys(sid: str) -> tuple[str, str, str]:
     return f"fe:{{{sid}}}:s", f"fe:{{{sid}}}:log", f"fe:{{{sid}}}:act"
 
@@ -90,6 +131,8 @@ class RedisStore:
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
         self._commit = self._redis.register_script(_COMMIT)
+        self._transition = self._redis.register_script(_TRANSITION)
+        self._put = self._redis.register_script(_PUT)
         self._watched: dict[str, int] = {}
         self._listener: Listener | None = None
         self._pubsub: Any = None
@@ -236,9 +279,11 @@ class RedisStore:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
-                    await self._notify(
-                        message["channel"].removeprefix("fe:n:"), int(message["data"])
-                    )
+                    sid, data = message["channel"].removeprefix("fe:n:"), message["data"]
+                    if data.startswith("{"):
+                        await self._notify(sid, 0, json.loads(data))
+                    else:
+                        await self._notify(sid, int(data))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
@@ -260,10 +305,10 @@ class RedisStore:
         for sid in list(self._watched):
             await self._notify(sid, -1)
 
-    async def _notify(self, sid: str, seq: int) -> None:
+    async def _notify(self, sid: str, seq: int, payload: dict[str, Any] | None = None) -> None:
         if self._listener is None or sid not in self._watched:
             return
-        outcome = self._listener(sid, seq)
+        outcome = self._listener(sid, seq, payload)
         if inspect.isawaitable(outcome):
             await outcome
 
@@ -284,3 +329,138 @@ class RedisStore:
                 await self._pubsub.aclose()
         await self._redis.aclose()
         await self._pool.aclose()
+
+    # -- handoffs (HandoffStore) ---------------------------------------------------------------
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def put_handoff(self, sid: str, record: dict[str, Any], score: float, ttl: float) -> bool:
+        record = {**record, "status": "queued", "agent": None, "score": score}
+        done = await self._call(
+            self._put(
+                keys=[H + "h:" + sid, H + "q:" + record["team"]],
+                args=[json.dumps(record), score, int(ttl * 1000), sid],
+            )
+        )
+        return bool(done)
+
+    async def get_handoff(self, sid: str) -> dict[str, Any] | None:
+        raw = await self._call(self._redis.get(H + "h:" + sid))
+        return json.loads(raw) if raw else None
+
+    async def transition(
+        self,
+        sid: str,
+        allowed: tuple[str, ...],
+        changes: dict[str, Any],
+        score: float | None,
+        ttl: float,
+    ) -> dict[str, Any] | None:
+        out = await self._call(
+            self._transition(
+                keys=[H + "h:" + sid],
+                args=[
+                    ",".join(allowed),
+                    json.dumps(changes),
+                    H + "q:",
+                    H + "load:",
+                    "" if score is None else score,
+                    int(ttl * 1000),
+                    sid,
+                ],
+            )
+        )
+        return json.loads(out) if out else None
+
+    async def _records(self, sids: list[str]) -> list[dict[str, Any]]:
+        if not sids:
+            return []
+        raws = await self._call(self._redis.mget([H + "h:" + s for s in sids]))
+        return [json.loads(r) for r in raws if r]
+
+    async def queue(self, team: str) -> list[dict[str, Any]]:
+        sids = await self._call(self._redis.zrange(H + "q:" + team, 0, -1))
+        return [r for r in await self._records(sids) if r.get("status") == "queued"]
+
+    async def agent_chats(self, agent: str) -> list[dict[str, Any]]:
+        sids = sorted(await self._call(self._redis.smembers(H + "load:" + agent)))
+        return [
+            r
+            for r in await self._records(sids)
+            if r.get("status") == "assigned" and r.get("agent") == agent
+        ]
+
+    async def heartbeat(self, agent: str, info: dict[str, Any], now: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(H + "online", {agent: now})
+            pipe.hset(H + "info", agent, json.dumps(info))
+            await self._call(pipe.execute())
+
+    async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]:
+        agents = await self._call(self._redis.zrangebyscore(H + "online", now - window, "+inf"))
+        if not agents:
+            return {}
+        infos = await self._call(self._redis.hmget(H + "info", agents))
+        return {a: json.loads(i) for a, i in zip(agents, infos, strict=True) if i}
+
+    async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
+        await self._call(self._redis.set("fe:tok:" + token_hash, username, px=int(ttl * 1000)))
+
+    async def get_token(self, token_hash: str) -> str | None:
+        return await self._call(self._redis.get("fe:tok:" + token_hash))  # type: ignore[no-any-return]
+
+    async def del_token(self, token_hash: str) -> None:
+        await self._call(self._redis.delete("fe:tok:" + token_hash))
+
+    async def add_note(self, sid: str, note: dict[str, Any], ttl: float) -> None:
+        key = f"fe:{{{sid}}}:notes"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps(note, ensure_ascii=False))
+            pipe.pexpire(key, int(ttl * 1000))
+            await self._call(pipe.execute())
+
+    async def notes(self, sid: str) -> list[dict[str, Any]]:
+        raws = await self._call(self._redis.lrange(f"fe:{{{sid}}}:notes", 0, -1))
+        return [json.loads(r) for r in raws]
+
+    async def signal(self, sid: str, payload: dict[str, Any]) -> None:
+        await self._call(self._redis.publish(_channel(sid), json.dumps(payload)))
+
+    async def push_webhook(self, item: dict[str, Any]) -> None:
+        await self._call(self._redis.lpush("fe:outbox", json.dumps(item)))
+
+    async def take_webhook(self) -> dict[str, Any] | None:
+        raw = await self._call(
+            self._redis.lmove("fe:outbox", "fe:outbox:inflight", "RIGHT", "LEFT")
+        )
+        if raw is None:
+            return None
+        item: dict[str, Any] = json.loads(raw)
+        item["_raw"] = raw
+        return item
+
+    async def done_webhook(self, item: dict[str, Any]) -> None:
+        raw = item.get("_raw")
+        if raw:
+            await self._call(self._redis.lrem("fe:outbox:inflight", 1, raw))
+
+    async def recover_webhooks(self) -> int:
+        n = 0
+        while await self._call(
+            self._redis.lmove("fe:outbox:inflight", "fe:outbox", "RIGHT", "RIGHT")
+        ):
+            n += 1
+        return n
+
+    async def log_webhook(self, entry: dict[str, Any]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush("fe:outbox:log", json.dumps(entry))
+            pipe.ltrim("fe:outbox:log", -1000, -1)
+            await self._call(pipe.execute())
+
+    async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]:
+        raws = await self._call(self._redis.lrange("fe:outbox:log", -count, -1))
+        return [json.loads(r) for r in raws]

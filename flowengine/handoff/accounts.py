@@ -1,0 +1,120 @@
+"""Agent accounts: who may log in to the console, with which role and teams.
+
+Kept in Redis (`fe:accounts`) when the server runs on Redis, so every box sees the same agents;
+else in a JSON file (`agents.json`). Managed with `flowengine agents add|remove|list`; passwords
+are stored only as scrypt hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+ROLES = ("agent", "admin")
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    name: str
+    role: str
+    teams: tuple[str, ...]
+    password_hash: str
+
+    def public(self) -> dict[str, object]:
+        return {
+            "username": self.username,
+            "name": self.name,
+            "role": self.role,
+            "teams": list(self.teams),
+        }
+
+
+def _decode(raw: str) -> Account:
+    d = json.loads(raw)
+    return Account(d["username"], d["name"], d["role"], tuple(d["teams"]), d["password_hash"])
+
+
+def _encode(a: Account) -> str:
+    return json.dumps({**asdict(a), "teams": list(a.teams)})
+
+
+class AccountBook(Protocol):
+    def get(self, username: str) -> Account | None: ...
+    def all(self) -> list[Account]: ...
+    def put(self, account: Account) -> None: ...
+    def remove(self, username: str) -> bool: ...
+
+
+class FileAccounts:
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, Account]:
+        if not self.path.is_file():
+            return {}
+        data = json.loads(self.path.read_text("utf-8") or "{}")
+        return {k: _decode(json.dumps(v)) for k, v in data.items()}
+
+    def _write(self, accounts: dict[str, Account]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({k: json.loads(_encode(v)) for k, v in accounts.items()}, indent=2)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".agents")
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def get(self, username: str) -> Account | None:
+        return self._read().get(username)
+
+    def all(self) -> list[Account]:
+        return sorted(self._read().values(), key=lambda a: a.username)
+
+    def put(self, account: Account) -> None:
+        accounts = self._read()
+        accounts[account.username] = account
+        self._write(accounts)
+
+    def remove(self, username: str) -> bool:
+        accounts = self._read()
+        if accounts.pop(username, None) is None:
+            return False
+        self._write(accounts)
+        return True
+
+
+class RedisAccounts:
+    KEY = "fe:accounts"
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._r = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=3, socket_connect_timeout=3
+        )
+
+    def get(self, username: str) -> Account | None:
+        raw = self._r.hget(self.KEY, username)
+        return _decode(raw) if raw else None
+
+    def all(self) -> list[Account]:
+        return sorted(
+            (_decode(v) for v in self._r.hgetall(self.KEY).values()), key=lambda a: a.username
+        )
+
+    def put(self, account: Account) -> None:
+        self._r.hset(self.KEY, account.username, _encode(account))
+
+    def remove(self, username: str) -> bool:
+        return bool(self._r.hdel(self.KEY, username))
+
+
+def open_accounts(redis_url: str | None, path: str) -> AccountBook:
+    return RedisAccounts(redis_url) if redis_url else FileAccounts(path)
