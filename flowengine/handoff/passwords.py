@@ -13,13 +13,9 @@ N, R, P = 2**14, 8, 1
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=N, r=R, p=P, dklen=32)
-    return "scrypt$%d$%d$%d$%s$%s" % (
-        N,
-        R,
-        P,
-        base64.b64encode(salt).decode(),
-        base64.b64encode(digest).decode(),
-    )
+    salt64 = base64.b64encode(salt).decode()
+    digest64 = base64.b64encode(digest).decode()
+    return f"scrypt${N}${R}${P}${salt64}${digest64}"
 
 
 def verify_password(password: str, stored: str) -> bool:
