@@ -104,6 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ip_burst": max(int(args.ip_rate * 2), 1),
         "max_sockets_per_ip": args.max_sockets_per_ip,
         "static_dir": args.widget_dir,
+        "handoff_config": args.handoff_config,
+        "agents_file": args.agents_file,
     }
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
@@ -154,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--handoff-config",
+        default="handoff.yaml",
+        help="teams, routing, opening hours, webhooks (default: ./handoff.yaml)",
+    )
+    p.add_argument(
+        "--agents-file",
+        default="agents.json",
+        help="agent accounts when not on Redis (default: ./agents.json)",
+    )
     p.add_argument(
         "--redis-url",
         default=None,

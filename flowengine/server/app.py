@@ -33,7 +33,13 @@ from .flows import FlowRegistry
 from .guard import ClientLimits
 from .metrics import Metrics
 from .sessions import SessionService
-from .shopper_socket import Connection, shopper_socket
+from ..handoff import config as handoff_config
+from ..handoff.accounts import open_accounts
+from .agent_socket import agent_socket, login, logout
+from .guard import TokenBucket
+from .handoffs import HandoffService
+from .shopper_socket import Connection, Watcher, shopper_socket
+from .webhooks import Webhooks
 
 log = logging.getLogger("flowengine.server")
 
@@ -62,40 +68,44 @@ class Server:
         self.sessions = SessionService(
             self.store, self.flows, self.backend, config, self.metrics, self.analytics
         )
-        self.sockets: dict[str, set[Connection]] = {}
+        self.handoff_config = handoff_config.load(config.handoff_config)
+        self.accounts = open_accounts(config.redis_url, config.agents_file)
+        self.webhooks = Webhooks(self.store, self.handoff_config.webhooks)  # type: ignore[arg-type]
+        self.handoffs = HandoffService(
+            self.store, self.sessions, self.handoff_config, self.webhooks, ttl=config.session_ttl
+        )
+        self.sessions.handoffs = self.handoffs
+        self.login_buckets: dict[str, TokenBucket] = {}
+        # Who on this process wants news of a session: shopper sockets and agent consoles.
+        self.watchers: dict[str, set[Watcher]] = {}
         self.store.set_listener(self._on_commit)
         self._background: list[asyncio.Task[None]] = []
 
-    async def attach(self, conn: Connection) -> None:
-        assert conn.sid is not None
-        first = conn.sid not in self.sockets
-        self.sockets.setdefault(conn.sid, set()).add(conn)
+    async def attach(self, sid: str, watcher: Watcher) -> None:
+        first = sid not in self.watchers
+        self.watchers.setdefault(sid, set()).add(watcher)
         if first:
             with contextlib.suppress(Exception):
-                await self.store.watch(conn.sid)
+                await self.store.watch(sid)
 
-    async def detach(self, conn: Connection) -> None:
-        assert conn.sid is not None
-        conns = self.sockets.get(conn.sid)
-        if conns is None:
+    async def detach(self, sid: str, watcher: Watcher) -> None:
+        watchers = self.watchers.get(sid)
+        if watchers is None:
             return
-        conns.discard(conn)
-        if not conns:
-            del self.sockets[conn.sid]
-            self.sessions.left(conn.sid)
+        watchers.discard(watcher)
+        if not any(isinstance(w, Connection) for w in watchers):
+            self.sessions.left(sid)
+        if not watchers:
+            del self.watchers[sid]
             with contextlib.suppress(Exception):
-                await self.store.unwatch(conn.sid)
+                await self.store.unwatch(sid)
 
     def _on_commit(self, sid: str, seq: int, payload: dict[str, Any] | None = None) -> None:
-        if payload is not None:
-            self.on_signal(sid, payload)
-            return
-        for conn in list(self.sockets.get(sid, ())):
-            if seq < 0 or seq > conn.sent:
-                self.sessions.spawn(_quiet_catch_up(conn))
-
-    def on_signal(self, sid: str, payload: dict[str, Any]) -> None:
-        """Ephemeral news for a session's sockets (typing); replaced when agents are wired."""
+        for watcher in list(self.watchers.get(sid, ())):
+            if payload is not None:
+                self.sessions.spawn(_quietly(watcher.signal(sid, payload)))
+            else:
+                self.sessions.spawn(_quietly(watcher.news(sid, seq)))
 
     async def startup(self) -> None:
         self.flows.load()  # raises with the validator's errors: never serve broken flows
@@ -116,6 +126,8 @@ class Server:
         except Exception:
             log.warning("store not reachable at start; serving, and retrying per session")
         self.analytics.start()
+        self.handoffs.start()
+        self.webhooks.start()
         if self.config.watch_flows:
             self._background.append(asyncio.create_task(self.flows.watch()))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -126,6 +138,8 @@ class Server:
     async def shutdown(self) -> None:
         for task in self._background:
             task.cancel()
+        await self.handoffs.stop()
+        await self.webhooks.stop()
         await self.sessions.drain()
         await self.analytics.stop()
         await self.store.close()
@@ -133,9 +147,9 @@ class Server:
             await self.backend.aclose()
 
 
-async def _quiet_catch_up(conn: Connection) -> None:
+async def _quietly(coro: Any) -> None:
     with contextlib.suppress(Exception):
-        await conn.catch_up()
+        await coro
 
 
 def _safe_url(url: str | None) -> str:
@@ -188,6 +202,37 @@ def _static(request: Request, name: str, media_type: str) -> Response:
     return response
 
 
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+# The console shows text from shoppers: it may run only its own script and style, and talk
+# only to this server.
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def _console(name: str, media_type: str) -> Response:
+    response = FileResponse(CONSOLE_DIR / name, media_type=media_type)
+    response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+async def console_page(request: Request) -> Response:
+    return _console("console.html", "text/html; charset=utf-8")
+
+
+async def console_js(request: Request) -> Response:
+    return _console("console.js", "application/javascript; charset=utf-8")
+
+
+async def console_css(request: Request) -> Response:
+    return _console("console.css", "text/css; charset=utf-8")
+
+
 def create_app(config: ServerConfig | None = None) -> Starlette:
     config = config or ServerConfig()
     server = Server(config)
@@ -206,6 +251,12 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             WebSocketRoute("/ws", shopper_socket),
+            Route("/agent", console_page),
+            Route("/agent/console.js", console_js),
+            Route("/agent/console.css", console_css),
+            Route("/agent/api/login", login, methods=["POST"]),
+            Route("/agent/api/logout", logout, methods=["POST"]),
+            WebSocketRoute("/agent/ws", agent_socket),
         ],
         lifespan=lifespan,
     )

@@ -34,6 +34,8 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS_API") or None
     )
     watch_flows: bool = False
+    handoff_config: str | None = "handoff.yaml"  # teams, routing, hours (absent: defaults)
+    agents_file: str = "agents.json"  # agent accounts when not on Redis
     identity_secret: str | None = field(
         default_factory=lambda: os.environ.get("FLOWENGINE_IDENTITY_SECRET") or None
     )

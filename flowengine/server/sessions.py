@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from ..actions.orders import OrderBackend
 from ..actions.registry import perform
@@ -36,6 +36,15 @@ log = logging.getLogger("flowengine.sessions")
 MAX_CONFLICT_RETRIES = 20
 ACTION_GRACE = 65.0
 CACHE_SESSIONS = 10_000  # an action still pending after this long was interrupted by a crash
+
+
+KEEP: Any = object()  # `decide` returns it to store extra events with the state unchanged
+
+
+class HandoffPort(Protocol):
+    async def request(self, sid: str, effect: m.RequestHandoff) -> Applied | None: ...
+    async def cancelled_by_shopper(self, sid: str) -> None: ...
+    async def ticket_created(self, sid: str, args: dict[str, Any], data: Any) -> None: ...
 
 
 class SessionGone(Exception):
@@ -125,6 +134,7 @@ class SessionService:
         self._locks = _Locks()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cache: OrderedDict[str, tuple[int, int, m.State]] = OrderedDict()
+        self.handoffs: HandoffPort | None = None  # wired by the server
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self, hello: Hello) -> Opened:
@@ -137,7 +147,7 @@ class SessionService:
                     # The process running the action died: take the flow's error exit.
                     self.spawn(self._settle(hello.session, lambda s: _interrupted(s)))
                 if _context_changed(state.context, hello.context):
-                    await self._advance(hello.session, lambda _s: m.SetContext(hello.context), None)
+                    await self.advance(hello.session, lambda _s: m.SetContext(hello.context), None)
                 return Opened(hello.session, resumed=True, expired=False)
         project = self.flows.current
         assert project is not None
@@ -166,9 +176,9 @@ class SessionService:
     # -- applying --------------------------------------------------------------------------
     async def apply(self, sid: str, event: m.Event, action_id: str | None) -> Applied:
         """Apply one shopper action, stored before this returns."""
-        return await self._advance(sid, lambda _state: event, action_id)
+        return await self.advance(sid, lambda _state: event, action_id)
 
-    async def _advance(
+    async def advance(
         self,
         sid: str,
         decide: Callable[[m.State], m.Event | None],
@@ -200,9 +210,12 @@ class SessionService:
                 event = decide(state)
                 if event is None:
                     return Applied("ok", seq)
-                project = await self.flows.get(state.version)
                 now = self.clock()
-                result = step(project, state, event, now)
+                if event is KEEP:
+                    result = m.Result(state)
+                else:
+                    project = await self.flows.get(state.version)
+                    result = step(project, state, event, now)
                 if result.error is not None:
                     if from_cache:
                         continue  # decide on the stored state (a retry may be a duplicate)
@@ -287,7 +300,9 @@ class SessionService:
     async def _run_effect(self, sid: str, effect: m.Effect) -> Applied | None:
         if isinstance(effect, m.CallAction):
             outcome = await perform(effect, self.backend, self.today())
-            return await self._advance(
+            if effect.action == "tickets.create" and outcome.outcome == "ok" and self.handoffs:
+                await self.handoffs.ticket_created(sid, effect.args, outcome.data)
+            return await self.advance(
                 sid,
                 lambda s: (
                     outcome if s.waiting == "action" and s.pending == effect.call_id else None
@@ -295,20 +310,30 @@ class SessionService:
                 None,
             )
         if isinstance(effect, m.RequestHandoff):
-            # No agent queue is wired in yet: tell the shopper nobody is available, which runs
-            # the project's offline flow (leave a message -> a ticket).
-            notice = {"type": "handoff", "status": "offline", "queue": effect.queue}
-            return await self._advance(
-                sid,
-                lambda s: m.HandoffUpdate("offline") if s.waiting == "agent" else None,
-                None,
-                extra=(notice,),
-            )
-        return None  # CancelHandoff, ForwardToAgent: nothing to do without an agent queue
+            if self.handoffs is None:
+                return await self.no_agent(sid, effect.queue, "no_agent")
+            return await self.handoffs.request(sid, effect)
+        if isinstance(effect, m.CancelHandoff) and self.handoffs is not None:
+            await self.handoffs.cancelled_by_shopper(sid)
+        return None  # ForwardToAgent: the shopper's text is in the transcript agents read
+
+    async def no_agent(self, sid: str, queue: str, reason: str) -> Applied:
+        """Tell the shopper nobody is available; the flow's offline exit (leave a message)."""
+        notice = {"type": "handoff", "status": "offline", "queue": queue, "reason": reason}
+        return await self.advance(
+            sid,
+            lambda s: m.HandoffUpdate("offline") if s.waiting == "agent" else None,
+            None,
+            extra=(notice,),
+        )
+
+    async def append(self, sid: str, events: list[dict[str, Any]]) -> Applied:
+        """Store events (an agent's message, a handoff notice) without running the engine."""
+        return await self.advance(sid, lambda _s: KEEP, None, extra=tuple(events))
 
     async def _settle(self, sid: str, decide: Callable[[m.State], m.Event | None]) -> None:
         try:
-            applied = await self._advance(sid, decide, None)
+            applied = await self.advance(sid, decide, None)
             await self.run_effects(sid, applied.effects)
         except (StoreUnavailable, SessionGone) as exc:
             log.warning("could not settle a session: %s", exc)

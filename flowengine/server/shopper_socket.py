@@ -12,10 +12,11 @@ commit lands (locally or through the store's fan-out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
     from .app import Server
 
 log = logging.getLogger("flowengine.ws")
+
+
+class Watcher(Protocol):
+    """Something on this process that wants news of a session: a shopper socket or a console."""
+
+    async def news(self, sid: str, seq: int) -> None: ...
+
+    async def signal(self, sid: str, payload: dict[str, Any]) -> None: ...
 
 
 class Connection:
@@ -47,6 +56,14 @@ class Connection:
             await self.ws.send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
         except (RuntimeError, OSError, WebSocketDisconnect):
             self.closed = True
+
+    async def news(self, sid: str, seq: int) -> None:
+        if seq < 0 or seq > self.sent:
+            await self.catch_up()
+
+    async def signal(self, sid: str, payload: dict[str, Any]) -> None:
+        if payload.get("typing") == "agent":
+            await self.send({"type": "typing", "from": "agent"})
 
     async def error(self, code: str, message: str, frame_id: str | None = None) -> None:
         self.server.metrics.errors.labels(code).inc()
@@ -100,7 +117,7 @@ async def shopper_socket(ws: WebSocket) -> None:
         server.metrics.open_sockets.dec()
         server.limits.close(ip)
         if conn.sid is not None:
-            await server.detach(conn)
+            await server.detach(conn.sid, conn)
 
 
 async def _receive(conn: Connection, timeout: float | None = None) -> str | None:
@@ -153,7 +170,7 @@ async def _converse(conn: Connection, ip: str) -> None:
             "expired": opened.expired,
         }
     )
-    await server.attach(conn)
+    await server.attach(opened.sid, conn)
     await _safe_catch_up(conn)
 
     bucket = TokenBucket(config.socket_rate, config.socket_burst)
@@ -168,6 +185,10 @@ async def _converse(conn: Connection, ip: str) -> None:
             frame = decode(text)
             if frame["type"] == "ping":
                 await conn.send({"type": "pong"})
+                continue
+            if frame["type"] == "typing":  # not stored: shown to the agent, if one is there
+                with contextlib.suppress(Exception):
+                    await server.store.signal(conn.sid, {"typing": "shopper"})  # type: ignore[attr-defined]
                 continue
             if frame["type"] == "hello":
                 raise ProtocolError("already_hello", "this socket already has a session")
