@@ -25,19 +25,18 @@ from starlette.routing import Route, WebSocketRoute
 from ..actions.demo_backend import DemoBackend
 from ..actions.http_backend import HttpBackend
 from ..actions.orders import OrderBackend
+from ..handoff import config as handoff_config
+from ..handoff.accounts import open_accounts
 from ..store import open_store
 from . import redact
+from .agent_socket import agent_socket, login, logout
 from .analytics import Analytics
 from .config import ServerConfig
 from .flows import FlowRegistry
-from .guard import ClientLimits
+from .guard import ClientLimits, TokenBucket
+from .handoffs import HandoffService
 from .metrics import Metrics
 from .sessions import SessionService
-from ..handoff import config as handoff_config
-from ..handoff.accounts import open_accounts
-from .agent_socket import agent_socket, login, logout
-from .guard import TokenBucket
-from .handoffs import HandoffService
 from .shopper_socket import Connection, Watcher, shopper_socket
 from .webhooks import Webhooks
 

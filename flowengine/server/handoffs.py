@@ -104,7 +104,7 @@ class HandoffService:
     # -- agents ----------------------------------------------------------------------------
     async def claim(self, agent: Account, sid: str) -> dict[str, Any] | None:
         record = await self.hstore.get_handoff(sid)
-        if record is None or record["team"] not in agent.teams and agent.role != "admin":
+        if record is None or (record["team"] not in agent.teams and agent.role != "admin"):
             return None
         record = await self.hstore.transition(
             sid,
