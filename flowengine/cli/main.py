@@ -125,6 +125,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agents(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from ..handoff.accounts import ROLES, USERNAME, Account, open_accounts
+    from ..handoff.passwords import hash_password
+
+    redis_url = args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None
+    book = open_accounts(redis_url, args.agents_file)
+    where = "Redis" if redis_url else args.agents_file
+    if args.action == "list":
+        for a in book.all():
+            print(f"{a.username:<20} {a.role:<6} {','.join(a.teams):<30} {a.name}")
+        return 0
+    username = (args.username or "").strip().lower()
+    if not USERNAME.match(username):
+        print("a username is 2-32 lower-case letters, digits, '.', '_' or '-'", file=sys.stderr)
+        return 2
+    if args.action == "remove":
+        if not book.remove(username):
+            print(f"no agent '{username}'", file=sys.stderr)
+            return 1
+        print(f"removed {username} from {where}")
+        return 0
+    if args.role not in ROLES:
+        print(f"--role is one of {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {username}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < 10:
+        print("use a password of at least 10 characters", file=sys.stderr)
+        return 2
+    teams = tuple(t.strip() for t in args.teams.split(",") if t.strip()) or ("general",)
+    book.put(Account(username, args.name or username, args.role, teams, hash_password(password)))
+    print(f"saved {username} ({args.role}; teams {', '.join(teams)}) to {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowengine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     _flows_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("agents", help="manage agent accounts for the console")
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--name", default=None, help="display name shown to shoppers")
+    p.add_argument("--role", default="agent", help="agent or admin")
+    p.add_argument("--teams", default="general", help="comma-separated teams")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--redis-url", default=None, help="keep accounts in Redis (all boxes see them)")
+    p.add_argument("--agents-file", default="agents.json")
+    p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("chat", help="talk to the flows in this terminal (demo order backend)")
     p.add_argument("--flow", default=None, help="flow to start in (default: the project's start)")
