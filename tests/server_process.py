@@ -178,3 +178,91 @@ class Client:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class Agent:
+    """An agent console as a client: logs in over HTTP, then talks on /agent/ws."""
+
+    def __init__(self, ws: Any, token: str) -> None:
+        self.ws = ws
+        self.token = token
+        self.frames: list[dict[str, Any]] = []
+        self._n = 0
+
+    @classmethod
+    async def login(cls, server: ServerProcess, username: str, password: str) -> Agent:
+        req = urllib.request.Request(
+            server.http + "/agent/api/login",
+            method="POST",
+            data=json.dumps({"username": username, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            token = json.loads(r.read())["token"]
+        return await cls.connect(server, token)
+
+    @classmethod
+    async def connect(cls, server: ServerProcess, token: str) -> Agent:
+        """Another console (a second tab, another box) on an existing login."""
+        ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/agent/ws")
+        agent = cls(ws, token)
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        await agent.until(lambda f: f["type"] == "welcome")
+        return agent
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, predicate: Any, timeout: float = 8.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            if predicate(frame):
+                return frame
+
+    async def act(self, frame: dict[str, Any]) -> dict[str, Any]:
+        self._n += 1
+        frame = {"id": f"g{self._n}", **frame}
+        await self.ws.send(json.dumps(frame))
+        return await self.until(
+            lambda f: f.get("id") == frame["id"] and f["type"] in ("ack", "error")
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def add_agent(
+    username: str,
+    *,
+    teams: str = "general,orders,returns,sales",
+    role: str = "agent",
+    redis_url: str | None = None,
+    agents_file: Path | None = None,
+    password: str = "correct-horse-battery",
+) -> str:
+    args = [
+        sys.executable,
+        "-m",
+        "flowengine",
+        "agents",
+        "add",
+        username,
+        "--name",
+        username.capitalize(),
+        "--teams",
+        teams,
+        "--role",
+        role,
+        "--password-stdin",
+    ]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    if agents_file:
+        args += ["--agents-file", str(agents_file)]
+    subprocess.run(
+        args, input=password + "\n", text=True, check=True, cwd=ROOT, capture_output=True
+    )
+    return password

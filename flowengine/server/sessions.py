@@ -209,6 +209,8 @@ class SessionService:
                     from_cache = False
                 event = decide(state)
                 if event is None:
+                    if from_cache:
+                        continue  # another box may have moved the session on: read it
                     return Applied("ok", seq)
                 now = self.clock()
                 if event is KEEP:

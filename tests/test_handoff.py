@@ -1,0 +1,354 @@
+"""Live-agent handoff end to end: a shopper on one instance, an agent console on another, one
+Redis; queue, claim, messages both ways, typing, notes, close, hand back, transfer, timeouts,
+auto-assign, webhooks. Real processes, a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from flowengine.handoff.config import HandoffConfig, parse
+from flowengine.handoff.routing import is_open, route, score
+from flowengine.server.webhooks import signature
+from tests.server_process import Agent, Client, ServerProcess, add_agent
+
+CONFIG = """
+teams: [general, orders, returns, sales]
+routing:
+  - {flow: track_order, team: orders}
+  - {flow: identify_order, team: orders}
+mode: %(mode)s
+capacity: 2
+queue_timeout: %(timeout)s
+canned:
+  - {title: Hi, text: "Hi there!"}
+webhooks:
+  - url: %(hook)s
+    secret_env: HOOK_SECRET
+"""
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
+    fail_first = True
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if _Hooks.fail_first:  # the first delivery fails: it must be retried
+            _Hooks.fail_first = False
+            self.send_response(503)
+            self.end_headers()
+            return
+        _Hooks.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+
+@pytest.fixture
+def hook_url() -> Iterator[str]:
+    _Hooks.received = []
+    _Hooks.fail_first = True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def _config(tmp_path: Path, hook: str, mode: str = "pull", timeout: float = 300) -> Path:
+    path = tmp_path / "handoff.yaml"
+    path.write_text(CONFIG % {"mode": mode, "timeout": timeout, "hook": hook})
+    return path
+
+
+@pytest.fixture
+def boxes(
+    tmp_path: Path, redis_server: Any, hook_url: str
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    redis_server.flush()
+    cfg = _config(tmp_path, hook_url)
+    env = {"HOOK_SECRET": "hook-secret"}
+    a = ServerProcess(
+        "--redis-url", redis_server.url, "--handoff-config", str(cfg), env=env
+    ).start()
+    b = ServerProcess(
+        "--redis-url", redis_server.url, "--handoff-config", str(cfg), env=env
+    ).start()
+    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
+    add_agent("bob", teams="returns", redis_url=redis_server.url)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+async def _to_a_person(c: Client) -> dict[str, Any]:
+    await c.until(lambda f: f.get("seq") == 1)
+    await c.act({"type": "choose", "option": "track"})
+    await c.act({"type": "text", "text": "1003"})
+    await c.act({"type": "text", "text": "chloe.pop@example.com"})
+    await c.until(lambda f: f.get("type") == "message" and f.get("options"))
+    await c.act({"type": "choose", "option": "person"})
+    return await c.until(lambda f: f.get("type") == "handoff")
+
+
+async def test_shopper_and_agent_on_two_boxes(boxes: Any) -> None:
+    a, b = boxes
+    agent = await Agent.login(b, "alice", "correct-horse-battery")
+    await agent.until(lambda f: f["type"] == "queue")  # online now
+    shopper = await Client.connect(a.ws_url, context={"shopper": {"name": "Chloe"}})
+    queued = await _to_a_person(shopper)
+    assert queued["status"] == "queued" and queued["queue"] == "orders" and queued["position"] == 1
+    waiting = await agent.until(lambda f: f["type"] == "queue" and f["waiting"])
+    item = waiting["waiting"][0]
+    assert item["session"] == shopper.session and item["reason"] == "tracking"
+    ack = await agent.act({"type": "claim", "session": shopper.session})
+    assert ack["type"] == "ack"
+    chat = next(f for f in agent.frames if f["type"] == "chat")
+    packet = chat["packet"]
+    assert packet["order"]["number"] == "1003" and packet["order"]["status"] == "shipped"
+    assert packet["collected"]["email"] == "chloe.pop@example.com"
+    assert packet["shopper"]["name"] == "Chloe" and packet["team"] == "orders"
+    assert any(e.get("text") == "Talk to a person" for e in packet["transcript"])
+    assigned = await shopper.until(
+        lambda f: f.get("type") == "handoff" and f["status"] == "assigned"
+    )
+    assert assigned["agent"] == "Alice"
+
+    # Messages both ways, typing both ways, a note the shopper never sees.
+    await agent.act({"type": "reply", "session": shopper.session, "text": "Hi Chloe, I see it."})
+    got = await shopper.until(lambda f: f.get("from") == "agent")
+    assert got["text"] == "Hi Chloe, I see it." and got["agent"] == "Alice"
+    await shopper.send({"type": "typing"})
+    await agent.until(lambda f: f["type"] == "typing" and f["from"] == "shopper")
+    await shopper.act({"type": "text", "text": "Thanks! <img src=x onerror=alert(1)>"})
+    event = await agent.until(
+        lambda f: f["type"] == "event" and f["event"].get("from") == "shopper"
+    )
+    assert event["event"]["text"] == "Thanks! <img src=x onerror=alert(1)>"
+    await agent.act({"type": "typing", "session": shopper.session})
+    await shopper.until(lambda f: f.get("type") == "typing" and f["from"] == "agent")
+    await agent.act({"type": "note", "session": shopper.session, "text": "VIP, be nice"})
+    await agent.until(lambda f: f["type"] == "note")
+    await asyncio.sleep(0.3)
+    assert "VIP" not in json.dumps(shopper.frames)
+
+    # Hand back to the bot: the shopper is back at the step they left.
+    await agent.act({"type": "handback", "session": shopper.session})
+    await shopper.until(lambda f: f.get("type") == "handoff" and f["status"] == "handed_back")
+    back = await shopper.until(lambda f: f.get("type") == "message" and f.get("options"))
+    assert [o["id"] for o in back["options"]][-1] == "done"
+    mine = await agent.act({"type": "reply", "session": shopper.session, "text": "still here?"})
+    assert mine["code"] == "not_yours"
+
+    # A second handoff, closed by the agent: the conversation ends, resolved by a person.
+    await shopper.act({"type": "handoff"})
+    await agent.until(lambda f: f["type"] == "queue" and f["waiting"])
+    assert (await agent.act({"type": "claim", "session": shopper.session}))["type"] == "ack"
+    await agent.act({"type": "close", "session": shopper.session})
+    ended = await shopper.until(lambda f: f.get("type") == "ended")
+    assert ended["resolution"] == "agent"
+    await shopper.close()
+    await agent.close()
+
+
+async def test_twenty_agents_claim_at_once_one_wins(boxes: Any, redis_server: Any) -> None:
+    a, b = boxes
+    for i in range(4):
+        add_agent(f"agent{i}", teams="orders", redis_url=redis_server.url)
+    first = [await Agent.login(a, f"agent{i}", "correct-horse-battery") for i in range(4)]
+    agents = first + [await Agent.connect(a if i % 2 else b, first[i % 4].token) for i in range(16)]
+    shopper = await Client.connect(a.ws_url)
+    await _to_a_person(shopper)
+    await agents[0].until(lambda f: f["type"] == "queue" and f["waiting"])
+    results = await asyncio.gather(
+        *[g.act({"type": "claim", "session": shopper.session}) for g in agents]
+    )
+    assert sorted(r["type"] for r in results) == ["ack"] + ["error"] * 19
+    assert {r["code"] for r in results if r["type"] == "error"} == {"not_available"}
+    assigned = [f for f in await _drain(shopper) if f.get("status") == "assigned"]
+    assert len(assigned) == 1
+    for g in agents:
+        await g.close()
+    await shopper.close()
+
+
+async def _drain(c: Client, seconds: float = 0.5) -> list[dict[str, Any]]:
+    try:
+        while True:
+            await c.recv(seconds)
+    except TimeoutError:
+        return c.frames
+
+
+async def test_transfer_to_another_team(boxes: Any) -> None:
+    a, b = boxes
+    alice = await Agent.login(a, "alice", "correct-horse-battery")
+    bob = await Agent.login(b, "bob", "correct-horse-battery")
+    await bob.until(lambda f: f["type"] == "queue")
+    shopper = await Client.connect(a.ws_url)
+    await _to_a_person(shopper)
+    await alice.until(lambda f: f["type"] == "queue" and f["waiting"])
+    await alice.act({"type": "claim", "session": shopper.session})
+    assert (await alice.act({"type": "transfer", "session": shopper.session, "team": "returns"}))[
+        "type"
+    ] == "ack"
+    requeued = await shopper.until(
+        lambda f: f.get("type") == "handoff" and f["status"] == "queued" and f["queue"] == "returns"
+    )
+    assert requeued["position"] == 1
+    await bob.until(lambda f: f["type"] == "queue" and f["waiting"])
+    assert (await bob.act({"type": "claim", "session": shopper.session}))["type"] == "ack"
+    await shopper.until(lambda f: f.get("status") == "assigned" and f.get("agent") == "Bob")
+    for x in (alice, bob, shopper):
+        await x.close()
+
+
+async def test_webhooks_are_signed_and_retried(boxes: Any) -> None:
+    a, b = boxes
+    agent = await Agent.login(b, "alice", "correct-horse-battery")
+    await agent.until(lambda f: f["type"] == "queue")
+    shopper = await Client.connect(a.ws_url)
+    await _to_a_person(shopper)
+    await agent.until(lambda f: f["type"] == "queue" and f["waiting"])
+    await agent.act({"type": "claim", "session": shopper.session})
+    await agent.act({"type": "close", "session": shopper.session})
+    for _ in range(100):
+        events = [json.loads(body)["event"] for _, body in _Hooks.received]
+        if {"handoff.created", "handoff.assigned", "conversation.closed"} <= set(events):
+            break
+        await asyncio.sleep(0.1)
+    assert {"handoff.created", "handoff.assigned", "conversation.closed"} <= set(events)
+    for headers, body in _Hooks.received:
+        assert headers["x-flowengine-signature"] == signature("hook-secret", body)
+        assert headers["x-flowengine-delivery"]
+    closed = next(
+        json.loads(body)
+        for _, body in _Hooks.received
+        if json.loads(body)["event"] == "conversation.closed"
+    )
+    assert closed["data"]["order"]["number"] == "1003" and closed["data"]["transcript"]
+    await agent.close()
+    await shopper.close()
+
+
+async def test_nobody_claims_in_time_and_auto_assign(
+    tmp_path: Path, redis_server: Any, hook_url: str
+) -> None:
+    redis_server.flush()
+    slow = ServerProcess(
+        "--redis-url",
+        redis_server.url,
+        "--handoff-config",
+        str(_config(tmp_path, hook_url, timeout=1)),
+    ).start()
+    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
+    try:
+        agent = await Agent.login(slow, "alice", "correct-horse-battery")
+        await agent.until(lambda f: f["type"] == "queue")
+        shopper = await Client.connect(slow.ws_url)
+        await _to_a_person(shopper)
+        timed_out = await shopper.until(
+            lambda f: f.get("type") == "handoff" and f["status"] == "offline", timeout=10
+        )
+        assert timed_out["reason"] == "timeout"
+        await shopper.until(lambda f: f.get("input") and f["input"]["kind"] == "email")  # a message
+        await agent.close()
+        await shopper.close()
+    finally:
+        slow.stop()
+    auto_dir = tmp_path / "auto"
+    auto_dir.mkdir()
+    auto = ServerProcess(
+        "--redis-url",
+        redis_server.url,
+        "--handoff-config",
+        str(_config(auto_dir, hook_url, mode="auto")),
+    ).start()
+    try:
+        agent = await Agent.login(auto, "alice", "correct-horse-battery")
+        await agent.until(lambda f: f["type"] == "queue")
+        shopper = await Client.connect(auto.ws_url)
+        await _to_a_person(shopper)
+        assigned = await shopper.until(lambda f: f.get("status") == "assigned", timeout=10)
+        assert assigned["agent"] == "Alice"
+        mine = await agent.until(lambda f: f["type"] == "queue" and f["mine"])
+        assert mine["mine"][0]["session"] == shopper.session
+        await agent.close()
+        await shopper.close()
+    finally:
+        auto.stop()
+
+
+async def test_agent_auth(tmp_path: Path) -> None:
+    agents = tmp_path / "agents.json"
+    add_agent("carol", agents_file=agents)
+    proc = ServerProcess("--agents-file", str(agents)).start()
+    try:
+        import urllib.error
+        import urllib.request
+
+        bad = urllib.request.Request(
+            proc.http + "/agent/api/login",
+            method="POST",
+            data=b'{"username": "carol", "password": "nope"}',
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(bad, timeout=5)
+        assert exc.value.code == 401
+        ws = await websockets.connect(f"ws://127.0.0.1:{proc.port}/agent/ws")
+        await ws.send(json.dumps({"type": "auth", "token": "x" * 40}))
+        assert json.loads(await ws.recv())["code"] == "unauthorized"
+        agent = await Agent.login(proc, "carol", "correct-horse-battery")
+        welcome = agent.frames[0]
+        assert welcome["agent"]["username"] == "carol" and "password_hash" not in json.dumps(
+            welcome
+        )
+        err = await agent.act({"type": "reply", "session": "nonexistent-session", "text": "hi"})
+        assert err["code"] == "not_yours"
+        await agent.close()
+        status, page = proc.get("/agent")
+        assert status == 200 and "console.js" in page
+    finally:
+        proc.stop()
+
+
+def test_routing_schedule_and_config_errors() -> None:
+    cfg = parse(
+        {
+            "teams": ["general", "orders"],
+            "routing": [{"flow": "track_order", "team": "orders", "priority": "high"}],
+            "schedule": {"timezone": "Europe/Prague", "hours": {"mon": "08:00-18:00"}},
+        }
+    )
+    assert route(cfg, "track_order", None, "general", "normal") == ("orders", "high")
+    assert route(cfg, "main", None, "sales", "low") == ("general", "low")
+    assert score("urgent", 1000.0) < score("normal", 0.0)  # urgent first, whatever the wait
+    monday_9_prague = 1795680000.0 - 86400 * 0  # computed below instead of trusting a constant
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    monday_9_prague = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Europe/Prague")).timestamp()
+    assert is_open(cfg, monday_9_prague)
+    assert not is_open(cfg, monday_9_prague + 10 * 3600)  # 19:00
+    assert not is_open(cfg, monday_9_prague + 86400)  # Tuesday: no hours
+    assert is_open(HandoffConfig(), monday_9_prague + 86400)  # no schedule: always open
+    for bad in (
+        {"teams": ["a"], "routing": [{"team": "b"}]},
+        {"schedule": {"timezone": "Mars/Base"}},
+        {"schedule": {"hours": {"mon": "8-18"}}},
+        {"mode": "psychic"},
+        {"colour": 1},
+    ):
+        with pytest.raises(ValueError):
+            parse(bad)
