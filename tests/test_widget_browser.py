@@ -268,3 +268,75 @@ def test_identify_lets_a_verified_shopper_skip_the_email(browser: Browser) -> No
     finally:
         page.context.close()
         server.stop()
+
+
+def test_the_agent_console_claims_and_replies_and_renders_hostile_text_inert(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from tests.server_process import add_agent
+
+    agents = tmp_path / "agents.json"
+    add_agent("alice", agents_file=agents)
+    server = ServerProcess("--agents-file", str(agents)).start()
+    status, _ = server.get("/agent")
+    assert status == 200
+    import urllib.request
+
+    with urllib.request.urlopen(server.http + "/agent", timeout=5) as r:
+        csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+
+    dialogs: list[str] = []
+    console = browser.new_page(viewport={"width": 1400, "height": 850})
+    console.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    console.on("pageerror", lambda exc: pytest.fail(f"console error: {exc}"))
+    shopper = _page(browser, "desktop")
+    try:
+        console.goto(server.http + "/agent")
+        console.get_by_label("Username").fill("alice")
+        console.get_by_label("Password").fill("correct-horse-battery")
+        console.get_by_role("button", name="Log in").click()
+        expect(console.get_by_text("Alice · general")).to_be_visible()
+
+        shopper.goto(server.http + "/")
+        shopper.get_by_role("button", name="Open chat").click()
+        shopper.get_by_role("button", name="Track my order").click()
+        _say(shopper, "1005")
+        _say(shopper, "erik.dvorak@example.com")
+        expect(shopper.get_by_text("It was delivered on")).to_be_visible()
+        shopper.get_by_role("button", name="Talk to a person").first.click()
+        expect(shopper.get_by_text("Waiting for a person…")).to_be_visible()
+        hostile = "<img src=x onerror=alert(1)>"
+        _say(shopper, hostile)
+
+        claim = console.get_by_role("button", name="Claim")
+        expect(claim).to_be_visible(timeout=10000)
+        claim.click()
+        expect(
+            console.get_by_role("heading", name="erik.dvorak@example.com · track_order · tracking")
+        ).to_be_visible()
+        expect(console.locator("#transcript").get_by_text(hostile, exact=True)).to_be_visible()
+        assert console.locator("#transcript img").count() == 0
+        expect(console.locator("#order")).to_contain_text("1005")
+        expect(console.locator("#order")).to_contain_text("delivered")
+        expect(shopper.get_by_text("Alice joined the chat.")).to_be_visible()
+
+        console.get_by_label("Reply to the shopper").fill("Hi Erik, happy to help with 1005.")
+        console.get_by_label("Reply to the shopper").press("Enter")
+        expect(shopper.get_by_text("Hi Erik, happy to help with 1005.")).to_be_visible()
+        _say(shopper, "Can I swap the cap for a black one?")
+        expect(console.get_by_text("Can I swap the cap for a black one?")).to_be_visible()
+        console.get_by_label("Internal note").fill("Offered an exchange")
+        console.get_by_role("button", name="Add note").click()
+        expect(console.locator("#notes")).to_contain_text("Offered an exchange")
+        console.wait_for_timeout(300)
+        console.screenshot(path=str(ARTIFACTS / "console-chat.png"))
+        _shot(shopper, "with-agent")
+        assert "Offered an exchange" not in shopper.content()
+        console.get_by_role("button", name="Hand back to bot").click()
+        expect(shopper.get_by_text("You're back with the assistant.")).to_be_visible()
+        assert dialogs == []
+    finally:
+        console.close()
+        shopper.context.close()
+        server.stop()

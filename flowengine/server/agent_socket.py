@@ -273,6 +273,7 @@ async def _handle(conn: AgentConnection, frame: dict[str, Any]) -> None:
                 "not_available", "someone else took this chat, or it left the queue"
             )
         await conn.open(sid)
+        await conn.snapshot()
     elif kind == "open":
         record = await server.store.get_handoff(sid)  # type: ignore[attr-defined]
         allowed = record is not None and (record["team"] in agent.teams or agent.role == "admin")

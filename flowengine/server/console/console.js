@@ -112,6 +112,8 @@
       c.events = (f.packet.transcript || []).slice();
       c.notes = f.notes || [];
       chats[f.session] = c;
+      if (f.handoff && f.handoff.status === "assigned" && me && f.handoff.agent === me.username &&
+          mine.indexOf(f.session) < 0) mine.push(f.session);
       if (!active) show(f.session);
       else if (active === f.session) show(f.session);
     } else if (f.type === "event") {
@@ -205,7 +207,7 @@
     if (e.type === "message") {
       li = el("li", null, e.from);
       if (e.from === "agent") li.appendChild(el("span", e.agent || "agent", "who"));
-      li.appendChild(document.createTextNode(e.text));
+      if (e.from === "bot") rich(li, e.text); else li.appendChild(document.createTextNode(e.text));
     } else if (e.type === "handoff") {
       li = el("li", "handoff " + e.status + (e.agent ? " · " + e.agent : "") + (e.reason ? " · " + e.reason : ""), "handoff");
     } else if (e.type === "ended") {
@@ -213,6 +215,24 @@
     } else return;
     t.appendChild(li);
     t.scrollTop = t.scrollHeight;
+  }
+
+  // The bot's **bold** and [links](https://...), built as elements; everything else is text.
+  var RICH = /\*\*([^*]+)\*\*|\[([^\]]+)\]\(((?:https?:\/\/|mailto:|tel:)[^\s)]+)\)/g;
+  function rich(node, text) {
+    var last = 0, m;
+    RICH.lastIndex = 0;
+    while ((m = RICH.exec(text))) {
+      node.appendChild(document.createTextNode(text.slice(last, m.index)));
+      if (m[1] !== undefined) node.appendChild(el("strong", m[1]));
+      else {
+        var a = el("a", m[2]);
+        a.href = m[3]; a.target = "_blank"; a.rel = "noopener noreferrer";
+        node.appendChild(a);
+      }
+      last = RICH.lastIndex;
+    }
+    node.appendChild(document.createTextNode(text.slice(last)));
   }
 
   function dl(target, pairs) {
