@@ -122,3 +122,58 @@ def test_a_missing_translation_fails_the_conversation_test(tmp_path: Path) -> No
     assert r.returncode == 1
     assert "FAIL bye [cs]" in r.stdout and "text fell back to 'en' in locale 'cs'" in r.stdout
     assert "1 passed, 1 failed" in r.stdout
+
+
+def test_agent_accounts(tmp_path: Path) -> None:
+    book = str(tmp_path / "agents.json")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowengine",
+            "agents",
+            "add",
+            "dana",
+            "--name",
+            "Dana",
+            "--teams",
+            "orders,returns",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--agents-file",
+            book,
+        ],
+        input="long-enough-password\n",
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    stored = json.loads(Path(book).read_text())["dana"]
+    assert (
+        stored["password_hash"].startswith("scrypt$")
+        and "long-enough" not in Path(book).read_text()
+    )
+    assert "dana" in flowengine("agents", "list", "--agents-file", book).stdout
+    short = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowengine",
+            "agents",
+            "add",
+            "eve",
+            "--password-stdin",
+            "--agents-file",
+            book,
+        ],
+        input="short\n",
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    assert short.returncode == 2 and "at least 10" in short.stderr
+    assert flowengine("agents", "add", "Bad Name!", "--agents-file", book).returncode == 2
+    assert flowengine("agents", "remove", "dana", "--agents-file", book).returncode == 0
+    assert flowengine("agents", "remove", "dana", "--agents-file", book).returncode == 1

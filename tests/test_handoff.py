@@ -352,3 +352,63 @@ def test_routing_schedule_and_config_errors() -> None:
     ):
         with pytest.raises(ValueError):
             parse(bad)
+
+
+async def test_the_queue_survives_a_restart_and_logout_ends_a_login(boxes: Any) -> None:
+    import urllib.request
+
+    a, b = boxes
+    agent = await Agent.login(a, "alice", "correct-horse-battery")
+    await agent.until(lambda f: f["type"] == "queue")
+    shopper = await Client.connect(b.ws_url)
+    await _to_a_person(shopper)
+    await agent.close()
+    a.stop()
+    b.stop()
+    a.start()  # every server restarted; the queue is in Redis
+    again = await Agent.connect(a, agent.token)  # the login too
+    waiting = await again.until(lambda f: f["type"] == "queue" and f["waiting"])
+    assert waiting["waiting"][0]["session"] == shopper.session
+    req = urllib.request.Request(
+        a.http + "/agent/api/logout",
+        method="POST",
+        data=b"",
+        headers={"Authorization": f"Bearer {agent.token}"},
+    )
+    urllib.request.urlopen(req, timeout=5)
+    ws = await websockets.connect(f"ws://127.0.0.1:{a.port}/agent/ws")
+    await ws.send(json.dumps({"type": "auth", "token": agent.token}))
+    assert json.loads(await ws.recv())["code"] == "unauthorized"
+    await again.close()
+
+
+async def test_out_of_hours_goes_straight_to_leaving_a_message(
+    tmp_path: Path, redis_server: Any, hook_url: str
+) -> None:
+    redis_server.flush()
+    cfg = tmp_path / "handoff.yaml"
+    # Open one minute a week, on a day that is not today: closed now.
+    from datetime import datetime
+
+    other_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[
+        (datetime.now().weekday() + 3) % 7
+    ]
+    cfg.write_text(
+        "teams: [general, orders]\nschedule:\n  timezone: UTC\n  hours:\n"
+        f"    {other_day}: '03:00-03:01'\n"
+    )
+    proc = ServerProcess("--redis-url", redis_server.url, "--handoff-config", str(cfg)).start()
+    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
+    try:
+        agent = await Agent.login(proc, "alice", "correct-horse-battery")  # online, but closed
+        await agent.until(lambda f: f["type"] == "queue")
+        shopper = await Client.connect(proc.ws_url)
+        await shopper.until(lambda f: f.get("seq") == 1)
+        await shopper.act({"type": "handoff"})
+        offline = await shopper.until(lambda f: f.get("type") == "handoff")
+        assert offline["status"] == "offline" and offline["reason"] == "closed"
+        await shopper.until(lambda f: (f.get("input") or {}).get("kind") == "email")
+        await agent.close()
+        await shopper.close()
+    finally:
+        proc.stop()
