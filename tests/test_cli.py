@@ -92,9 +92,13 @@ def test_a_failing_conversation_test_names_its_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "bad.test.yaml:4:" in r.stderr
 
 
-def test_serve_refuses_workers_without_redis() -> None:
+def test_serve_refuses_workers_without_redis_and_a_broken_handoff_config(tmp_path: Path) -> None:
     r = flowengine("serve", "--workers", "2")
     assert r.returncode == 2 and "needs --redis-url" in r.stderr
+    bad = tmp_path / "handoff.yaml"
+    bad.write_text("teams: [a]\nrouting:\n  - {flow: x, team: nope}\n")
+    r = flowengine("serve", "--handoff-config", str(bad))
+    assert r.returncode == 1 and "unknown team 'nope'" in r.stderr
 
 
 def test_chat_in_the_terminal() -> None:

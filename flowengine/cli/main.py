@@ -82,6 +82,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(result.render(include_warnings=False), file=sys.stderr)
         print("the flows do not validate; not serving them", file=sys.stderr)
         return 1
+    from ..handoff.config import HandoffConfigError
+    from ..handoff.config import load as load_handoff
+
+    try:
+        load_handoff(args.handoff_config)
+    except HandoffConfigError as exc:
+        print(f"flowengine: {exc}", file=sys.stderr)
+        return 1
     redis_url = args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None
     if args.workers > 1 and not redis_url:
         print(

@@ -57,6 +57,8 @@ async def _account_for(server: Server, token: Any) -> Account | None:
 async def login(request: Request) -> Response:
     server: Server = request.app.state.server
     ip = request.client.host if request.client else "-"
+    if len(server.login_buckets) > 10_000:  # bounded memory under a spray of addresses
+        server.login_buckets.clear()
     bucket = server.login_buckets.setdefault(ip, TokenBucket(0.2, 5))
     if not bucket.take():
         return JSONResponse({"error": "too many attempts; wait a minute"}, status_code=429)

@@ -71,6 +71,7 @@ class HandoffService:
             "flow": effect.flow,
             "step": effect.step,
             "created_at": now,
+            "queued_at": now,
         }
         if not await self.hstore.put_handoff(sid, record, score(priority, now), self.ttl):
             return None  # one is already open
@@ -202,6 +203,7 @@ class HandoffService:
                 "agent": None,
                 "agent_name": None,
                 "transferred_by": agent.name,
+                "queued_at": self.clock(),
             },
             score(record["priority"], record["created_at"]),
             self.ttl,
@@ -265,7 +267,8 @@ class HandoffService:
         now = self.clock()
         for team in self.config.teams:
             for record in await self.hstore.queue(team):
-                if now - record["created_at"] < self.config.queue_timeout:
+                # Measured from when it (re)entered this queue: a transfer starts a new wait.
+                if now - record.get("queued_at", record["created_at"]) < self.config.queue_timeout:
                     continue
                 done = await self.hstore.transition(
                     record["session"],
