@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..handoff.accounts import Account
 from ..handoff.passwords import verify_password
@@ -28,6 +28,7 @@ from .guard import TokenBucket, origin_allowed
 from .handoffs import NotYours
 from .protocol import MAX_TEXT, ProtocolError, decode, error_frame
 from .sessions import SessionGone
+from .wire import send_frame
 
 if TYPE_CHECKING:
     from .app import Server
@@ -101,11 +102,7 @@ class AgentConnection:
         self.closed = False
 
     async def send(self, frame: dict[str, Any]) -> None:
-        if self.closed or self.ws.application_state != WebSocketState.CONNECTED:
-            return
-        try:
-            await self.ws.send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
-        except (RuntimeError, OSError, WebSocketDisconnect):
+        if not self.closed and not await send_frame(self.ws, frame):
             self.closed = True
 
     async def news(self, sid: str, seq: int) -> None:

@@ -7,12 +7,12 @@ Events are buffered and flushed every `interval` seconds; if the store is down t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from typing import Any
 
 from ..store import Store
+from .wire import stop_task
 
 log = logging.getLogger("flowengine.analytics")
 
@@ -53,8 +53,5 @@ class Analytics:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.flush()

@@ -10,7 +10,6 @@ claiming in time, the engine's offline/timeout exit runs (the shipped flow takes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from ..handoff.routing import is_open, route, score
 from ..store.base import HandoffStore, Store
 from .sessions import Applied, SessionService
 from .webhooks import Webhooks
+from .wire import stop_task
 
 log = logging.getLogger("flowengine.handoffs")
 
@@ -306,10 +306,7 @@ class HandoffService:
         self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     # -- what an agent sees ------------------------------------------------------------------
     async def packet(self, sid: str) -> dict[str, Any]:

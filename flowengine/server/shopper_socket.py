@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..store import StoreUnavailable
 from .flows import FlowsUnavailable
 from .guard import TokenBucket, origin_allowed
 from .protocol import ProtocolError, decode, error_frame, parse_action, parse_hello
 from .sessions import SessionGone
+from .wire import send_frame
 
 if TYPE_CHECKING:
     from .app import Server
@@ -50,11 +50,7 @@ class Connection:
         self.closed = False
 
     async def send(self, frame: dict[str, Any]) -> None:
-        if self.closed or self.ws.application_state != WebSocketState.CONNECTED:
-            return
-        try:
-            await self.ws.send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
-        except (RuntimeError, OSError, WebSocketDisconnect):
+        if not self.closed and not await send_frame(self.ws, frame):
             self.closed = True
 
     async def news(self, sid: str, seq: int) -> None:

@@ -27,6 +27,7 @@ import httpx
 
 from ..handoff.config import Webhook
 from ..store.base import HandoffStore
+from .wire import stop_task
 
 log = logging.getLogger("flowengine.webhooks")
 
@@ -134,8 +135,5 @@ class Webhooks:
             self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self._client.aclose()
