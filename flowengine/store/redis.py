@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import secrets
 import logging
 from typing import Any
 
@@ -61,7 +62,7 @@ local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
-if n > 0 then redis.call('PUBLISH', ARGV[7], newseq) end
+if n > 0 then redis.call('PUBLISH', ARGV[7], newseq .. ':' .. ARGV[3]) end
 return {'ok', newrev, newseq}
 """
 
@@ -138,6 +139,7 @@ class RedisStore:
         self._pubsub: Any = None
         self._pump: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self.instance = secrets.token_hex(6)
 
     # -- sessions ------------------------------------------------------------------------
     async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
@@ -177,7 +179,7 @@ class RedisStore:
         args: list[Any] = [
             rev,
             json.dumps(state, separators=(",", ":")),
-            0,
+            self.instance,
             int(ttl * 1000),
             action_id or "",
             now,
@@ -188,6 +190,9 @@ class RedisStore:
             outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        if outcome == "ok" and events:
+            # This process hears of its own commits at once; pub/sub tells the others.
+            await self._notify(sid, int(new_seq))
         return Commit(outcome, int(new_rev), int(new_seq))
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -223,11 +228,20 @@ class RedisStore:
         if not events:
             return
         try:
+            # One stream entry per run of a session's events (one click's worth, usually):
+            # several times fewer entries and commands than one per event.
+            runs: list[tuple[str, list[dict[str, Any]]]] = []
+            for e in events:
+                sid = str(e.get("session", ""))
+                if runs and runs[-1][0] == sid:
+                    runs[-1][1].append(e)
+                else:
+                    runs.append((sid, [e]))
             async with self._redis.pipeline(transaction=False) as pipe:
-                for e in events:
+                for sid, run in runs:
                     pipe.xadd(
                         EVENTS_KEY,
-                        {"event": json.dumps(e, ensure_ascii=False)},
+                        {"session": sid, "events": json.dumps(run, ensure_ascii=False)},
                         maxlen=EVENTS_MAXLEN,
                         approximate=True,
                     )
@@ -240,7 +254,10 @@ class RedisStore:
             rows = await self._redis.xrevrange(EVENTS_KEY, count=count)
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return [json.loads(fields["event"]) for _, fields in reversed(rows)]
+        out: list[dict[str, Any]] = []
+        for _, fields in reversed(rows):
+            out.extend(json.loads(fields["events"]))
+        return out[-count:]
 
     # -- fan-out -------------------------------------------------------------------------
     def set_listener(self, listener: Listener) -> None:
@@ -283,7 +300,9 @@ class RedisStore:
                     if data.startswith("{"):
                         await self._notify(sid, 0, json.loads(data))
                     else:
-                        await self._notify(sid, int(data))
+                        seq, _, origin = data.partition(":")
+                        if origin != self.instance:  # our own commits were told directly
+                            await self._notify(sid, int(seq))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
