@@ -7,7 +7,8 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:{sid}:act    set    client action ids already applied             same TTL
     fe:v:<version>  string a flow version's sources (JSON)       TTL: refreshed while in use
     fe:events       stream analytics events                       capped (MAXLEN ~)
-    fe:n:<sid>      pub/sub channel: "seq N was committed"        (not a key)
+    fe:n:<sid>      pub/sub channel: "N:<instance>" (seq N was committed by that process),
+                    or a JSON signal (typing, a note)              (not a key)
 
 A click is one round trip: the commit script compares the revision, writes the state, appends
 the events, records the action id, refreshes the TTLs and publishes, atomically. Connections
