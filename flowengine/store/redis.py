@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import inspect
 import json
-import secrets
 import logging
+import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
