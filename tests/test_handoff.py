@@ -412,3 +412,28 @@ async def test_out_of_hours_goes_straight_to_leaving_a_message(
         await shopper.close()
     finally:
         proc.stop()
+
+
+async def test_an_agent_who_reconnects_picks_up_their_chats(boxes: Any) -> None:
+    a, b = boxes
+    agent = await Agent.login(a, "alice", "correct-horse-battery")
+    await agent.until(lambda f: f["type"] == "queue")
+    shopper = await Client.connect(b.ws_url)
+    await _to_a_person(shopper)
+    await agent.until(lambda f: f["type"] == "queue" and f["waiting"])
+    await agent.act({"type": "claim", "session": shopper.session})
+    await agent.close()  # the agent's network drops
+    await shopper.act({"type": "text", "text": "are you still there?"})
+    back = await Agent.connect(b, agent.token)  # another box, same login
+    mine = await back.until(lambda f: f["type"] == "queue" and f["mine"])
+    assert [r["session"] for r in mine["mine"]] == [shopper.session]
+    await back.act({"type": "open", "session": shopper.session})
+    chat = next(f for f in back.frames if f["type"] == "chat")
+    assert chat["packet"]["transcript"][-1]["text"] == "are you still there?"
+    await shopper.act({"type": "text", "text": "hello?"})
+    live = await back.until(lambda f: f["type"] == "event" and f["event"].get("text") == "hello?")
+    assert live["session"] == shopper.session
+    await back.act({"type": "reply", "session": shopper.session, "text": "Yes, sorry!"})
+    await shopper.until(lambda f: f.get("from") == "agent" and f["text"] == "Yes, sorry!")
+    await back.close()
+    await shopper.close()
