@@ -1,4 +1,4 @@
-"""`flowengine` command line: validate, test, graph, chat (and serve, once the server exists)."""
+"""`flowengine` command line: validate, test, graph, chat, serve and agents."""
 
 from __future__ import annotations
 
@@ -8,23 +8,100 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..language import load_project
+from ..language import Diagnostic, LoadResult, load_project
+from ..language.diagnostics import sort_key
 
 DEFAULT_FLOWS = "flows"
+DEFAULT_HANDOFF_CONFIG = "handoff.yaml"
+DEFAULT_AGENTS_FILE = "agents.json"
+
+# Path options default to None, which means "not given": a default path may be absent (the
+# built-in defaults are used then), a path named on the command line must exist.
 
 
 def _flows_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--flows",
-        default=DEFAULT_FLOWS,
+        default=None,
         metavar="DIR",
         help="directory of flows (default: ./flows)",
     )
 
 
+def _handoff_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--handoff-config",
+        default=None,
+        metavar="PATH",
+        help="teams, routing, opening hours, webhooks (default: ./handoff.yaml, if there)",
+    )
+
+
+def _missing(path: str, *, directory: bool = False) -> str | None:
+    """Why `path` cannot be used, or None when it can."""
+    p = Path(path)
+    if not p.exists():
+        return f"no such {'directory' if directory else 'file'}: {path}"
+    if directory and not p.is_dir():
+        return f"not a directory: {path}"
+    if not directory and not p.is_file():
+        return f"not a file: {path}"
+    return None
+
+
+def _resolve_paths(args: argparse.Namespace) -> str | None:
+    """Fill in the default paths, and refuse a named one that is not there (the message)."""
+    if hasattr(args, "flows"):
+        if args.flows is None:
+            args.flows = DEFAULT_FLOWS
+            if not Path(DEFAULT_FLOWS).exists():
+                return f"no ./{DEFAULT_FLOWS} directory here; name one with --flows DIR"
+        elif not Path(args.flows).exists():
+            return f"--flows: no such directory: {args.flows}"
+    if hasattr(args, "handoff_config"):
+        if args.handoff_config is None:
+            found = Path(DEFAULT_HANDOFF_CONFIG).is_file()
+            args.handoff_config = DEFAULT_HANDOFF_CONFIG if found else None
+        elif problem := _missing(args.handoff_config):
+            return f"--handoff-config: {problem}"
+    if hasattr(args, "agents_file"):
+        if args.agents_file is None:
+            args.agents_file = DEFAULT_AGENTS_FILE
+        elif args.command == "agents":  # `agents add` creates the file, in a directory that exists
+            parent = str(Path(args.agents_file).parent)
+            if problem := _missing(parent, directory=True):
+                return f"--agents-file: {problem}"
+        elif problem := _missing(args.agents_file):
+            return f"--agents-file: {problem} (`flowengine agents add` creates it)"
+    return None
+
+
+def _source_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text("utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _check_handoff_config(path: str) -> tuple[list[Diagnostic], list[str]]:
+    from ..handoff.config import check
+
+    _, diagnostics = check(path)
+    return diagnostics, _source_lines(path)
+
+
+def _add_handoff_config(result: LoadResult, path: str) -> None:
+    """handoff.yaml's diagnostics, rendered and counted with the flows'."""
+    diagnostics, lines = _check_handoff_config(path)
+    result.sources[path] = lines
+    result.diagnostics = sorted([*result.diagnostics, *diagnostics], key=sort_key)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or [DEFAULT_FLOWS]
     result = load_project(paths)
+    if args.handoff_config is not None:
+        _add_handoff_config(result, args.handoff_config)
     if args.format == "json":
         print(json.dumps([d.to_dict() for d in result.diagnostics], indent=2))
     elif result.diagnostics:
@@ -36,8 +113,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not result.files:
             print(f"no flow files found in {', '.join(paths)}", file=sys.stderr)
         status = "FAILED" if failed else "ok"
+        also = f"; also checked {args.handoff_config}" if args.handoff_config else ""
         print(
-            f"{status}: {len(result.files)} file(s), {errors} error(s), {warnings} warning(s)",
+            f"{status}: {len(result.files)} file(s), {errors} error(s), {warnings} warning(s)"
+            + also,
             file=sys.stderr if failed else sys.stdout,
         )
     return 1 if failed else 0
@@ -82,14 +161,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(result.render(include_warnings=False), file=sys.stderr)
         print("the flows do not validate; not serving them", file=sys.stderr)
         return 1
-    from ..handoff.config import HandoffConfigError
-    from ..handoff.config import load as load_handoff
-
-    try:
-        load_handoff(args.handoff_config)
-    except HandoffConfigError as exc:
-        print(f"flowengine: {exc}", file=sys.stderr)
-        return 1
+    if args.handoff_config is not None:
+        diagnostics, lines = _check_handoff_config(args.handoff_config)
+        if diagnostics:
+            print("\n\n".join(d.render(lines) for d in diagnostics), file=sys.stderr)
+        if any(d.is_error for d in diagnostics):
+            print(f"{args.handoff_config} does not validate; not serving", file=sys.stderr)
+            return 1
     redis_url = args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None
     if args.workers > 1 and not redis_url:
         print(
@@ -180,10 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowengine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check flows; exit 1 on any error")
+    p = sub.add_parser("validate", help="check flows and handoff.yaml; exit 1 on any error")
     p.add_argument("paths", nargs="*", help="flow files or directories (default: ./flows)")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    _handoff_config_arg(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("graph", help="draw a flow as Mermaid or Graphviz DOT")
@@ -207,15 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument(
-        "--handoff-config",
-        default="handoff.yaml",
-        help="teams, routing, opening hours, webhooks (default: ./handoff.yaml)",
-    )
+    _handoff_config_arg(p)
     p.add_argument(
         "--agents-file",
-        default="agents.json",
-        help="agent accounts when not on Redis (default: ./agents.json)",
+        default=None,
+        help="agent accounts when not on Redis (default: ./agents.json, if there)",
     )
     p.add_argument(
         "--redis-url",
@@ -270,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teams", default="general", help="comma-separated teams")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--redis-url", default=None, help="keep accounts in Redis (all boxes see them)")
-    p.add_argument("--agents-file", default="agents.json")
+    p.add_argument(
+        "--agents-file",
+        default=None,
+        help="agent accounts when not on Redis; created by add (default: ./agents.json)",
+    )
     p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("chat", help="talk to the flows in this terminal (demo order backend)")
@@ -283,8 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(args, "flows") and not Path(args.flows).exists():
-        print(f"flowengine: no such directory: {args.flows}", file=sys.stderr)
+    refused = _resolve_paths(args)
+    if refused is not None:
+        print(f"flowengine: {refused}", file=sys.stderr)
         return 2
     code: int = args.func(args)
     return code
