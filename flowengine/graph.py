@@ -8,6 +8,7 @@ carry their labels (`ok`, `not_found`, `case:shipped`, option ids); other flows,
 from __future__ import annotations
 
 import re
+from typing import assert_never
 
 from .language import ir
 from .language.text import Text
@@ -17,7 +18,7 @@ def _node_id(key: str) -> str:
     return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
 
 
-def _summary(step: ir.Step, locale: str) -> str:
+def _summary(step: ir.AnyStep, locale: str) -> str:
     def first(text: Text) -> str:
         t, _ = text.pick((locale,))
         s = " ".join(t.source.split())
@@ -44,7 +45,10 @@ def _summary(step: ir.Step, locale: str) -> str:
             return f"handoff {step.spec.queue or ''}"
         case ir.End():
             return f"end: {step.resolution}"
-    return step.kind
+        case ir.Goto():
+            return step.kind
+        case _:
+            assert_never(step)
 
 
 def _edges(flow: ir.Flow) -> list[tuple[str, str, str]]:

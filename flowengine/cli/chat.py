@@ -17,7 +17,7 @@ from ..conversation import Conversation, Turn
 from ..engine import model as m
 from ..language import load_project
 
-AGENT_OUTCOMES = ("assigned", "offline", "timeout", "closed", "handed_back")
+AGENT_OUTCOMES: dict[str, m.HandoffOutcome] = {o: o for o in m.HANDOFF_OUTCOMES}
 
 
 def _show(turn: Turn, conv: Conversation) -> None:
@@ -69,11 +69,11 @@ async def _loop(conv: Conversation, flow: str | None) -> int:
         elif line == "/restart":
             event = m.Restart()
         elif line.startswith("/agent"):
-            outcome = line.removeprefix("/agent").strip()
-            if outcome not in AGENT_OUTCOMES:
+            outcome = AGENT_OUTCOMES.get(line.removeprefix("/agent").strip())
+            if outcome is None:
                 print("!!  /agent takes one of: " + ", ".join(AGENT_OUTCOMES))
                 continue
-            event = m.HandoffUpdate(outcome)  # type: ignore[arg-type]
+            event = m.HandoffUpdate(outcome)
         else:
             event = _event(line, conv.state)
         if event is not None:

@@ -7,7 +7,7 @@ and any process can carry on from it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # What a session is waiting for.
 Waiting = Literal["start", "click", "text", "action", "agent", "ended"]
@@ -144,9 +144,13 @@ class ActionResult:
     data: Any = None
 
 
+HandoffOutcome = Literal["assigned", "offline", "timeout", "closed", "handed_back"]
+HANDOFF_OUTCOMES: tuple[HandoffOutcome, ...] = get_args(HandoffOutcome)
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffUpdate:
-    outcome: Literal["assigned", "offline", "timeout", "closed", "handed_back"]
+    outcome: HandoffOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,21 +168,13 @@ Event = Choose | Text | AskForPerson | Restart | ActionResult | HandoffUpdate | 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A line of the transcript. `sender` is bot, shopper or system."""
+    """A line of the transcript (built into a wire event by `flowengine.frames`)."""
 
-    sender: str
+    sender: Literal["bot", "shopper", "system"]
     text: str
     options: tuple[dict[str, str], ...] = ()
     input: dict[str, Any] | None = None
     locale: str | None = None  # where the text (or a fallen-back label) was found; tests check it
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "from": self.sender,
-            "text": self.text,
-            "options": list(self.options),
-            "input": self.input,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, assert_never
 
 from ..language import ir
 from ..language.templates import Expression, Template
 from ..language.text import Text as LocalText
 from ..language.text import fallback_chain, normalise_locale
+from ..language.validators import MAX_ANSWER
 from . import model as m
 from .system_text import TEXTS
 
@@ -92,8 +93,10 @@ def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -
             run.action_result(event)
         case m.HandoffUpdate(outcome=outcome):
             run.handoff_update(outcome)
+        case m.SetContext():  # pragma: no cover - matched first; here for the type checker
+            pass
         case _:
-            raise _Refused("unknown_event", f"unknown event {type(event).__name__}")
+            assert_never(event)
     return run.result()
 
 
@@ -144,7 +147,7 @@ class _Run:
         return self.project.flows[self.flow_name]
 
     @property
-    def current(self) -> ir.Step:
+    def current(self) -> ir.AnyStep:
         return self.flow.steps[self.key]
 
     def variables(self) -> dict[str, Any]:
@@ -168,7 +171,7 @@ class _Run:
         self,
         text: LocalText,
         *,
-        sender: str = "bot",
+        sender: Literal["bot", "system"] = "bot",
         options: tuple[dict[str, str], ...] = (),
         input_: dict[str, Any] | None = None,
         label_locales: tuple[str, ...] = (),
@@ -261,7 +264,7 @@ class _Run:
         self.emit("conversation_ended", resolution=resolution)
 
     # -- steps: each returns the edge label to follow, or None to wait ----------------------
-    def run_step(self, step: ir.Step) -> str | None:
+    def run_step(self, step: ir.AnyStep) -> str | None:
         match step:
             case ir.Say():
                 self.say(step.text)
@@ -317,7 +320,8 @@ class _Run:
             case ir.End():
                 self.finish_flow(step.resolution)
                 return None
-        return "next"  # pragma: no cover - every step kind is matched above
+            case _:
+                assert_never(step)
 
     def value(self, v: Any) -> Any:
         if isinstance(v, Expression):
@@ -443,7 +447,7 @@ class _Run:
                 None,
             )
         else:
-            value = step.validator.check(text[:500])
+            value = step.validator.check(text[:MAX_ANSWER])
         self.emit("text_given", flow=self.flow_name, step=step.key, valid=value is not None)
         if value is None:
             self.reject_answer(step)

@@ -89,4 +89,3 @@ _TEXTS: dict[str, dict[str, str]] = {
 }
 
 TEXTS: dict[str, Text] = {key: Text.of(value) for key, value in _TEXTS.items()}
-LOCALES = ("en", "cs", "th", "id", "ro")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..actions.catalog import CATALOG, ActionSpec
+from ..actions.registry import ACTIONS, ActionSpec
 from . import ir
 from .diagnostics import Diagnostic, did_you_mean
 from .source import Document, Path
@@ -23,8 +23,6 @@ from .templates import Expression, Template, TemplateProblem, expression, templa
 from .templates import value as template_value
 from .text import Text, normalise_locale
 from .validators import BUILTIN, NAMES, number_validator, regex_problem, regex_validator
-
-FALLTHROUGH_KINDS = frozenset({"say", "ask", "call", "switch", "if", "set", "link", "handoff"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,21 @@ class _Lowering:
         self.settings = settings
         self.actions = actions
         self.problems: list[Diagnostic] = []
-        self.steps: dict[str, ir.Step] = {}
+        self.steps: dict[str, ir.AnyStep] = {}
+        # One lowering per registered step kind (ir.STEP_KINDS).
+        self.lowering: dict[str, Callable[[dict[str, Any], Path, str], ir.AnyStep]] = {
+            "say": self.lower_say,
+            "menu": self.lower_menu,
+            "ask": self.lower_ask,
+            "call": self.lower_call,
+            "switch": self.lower_switch,
+            "if": self.lower_if,
+            "set": self.lower_set,
+            "goto": self.lower_goto,
+            "link": self.lower_link,
+            "handoff": self.lower_handoff,
+            "end": self.lower_end,
+        }
         self.ids: dict[str, Path] = {}
         self.duplicates: set[Path] = set()
         self.pending: list[tuple[ir.Step, str, _UserTarget]] = []
@@ -184,29 +196,13 @@ class _Lowering:
                     (*path, "id"),
                     hint=f"'{ident}' is already the id of the step at line {first.line}",
                 )
-        kind = next(
-            k
-            for k in (
-                "say",
-                "menu",
-                "ask",
-                "call",
-                "switch",
-                "if",
-                "set",
-                "goto",
-                "link",
-                "handoff",
-                "end",
-            )
-            if k in raw
-        )
-        step = getattr(self, f"lower_{kind}")(raw, path, key)
+        kind = next(k for k in ir.STEP_KINDS if k.key in raw)  # the schema checked there is one
+        step = self.lowering[kind.key](raw, path, key)
         self.steps[key] = step
-        if kind in FALLTHROUGH_KINDS:
+        if kind.falls_through:
             explicit = self.target_field(raw, "next", path)
             after = explicit or cont
-            self.finish(kind, raw, path, key, step, after)
+            self.finish(kind.key, raw, path, key, step, after)
 
     def finish(
         self,
@@ -267,10 +263,10 @@ class _Lowering:
                     self.connect(step, field.removeprefix("on_"), target)
 
     # -- step kinds ----------------------------------------------------------------------
-    def lower_say(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_say(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.Say(key, path, text=self.text(raw["say"], (*path, "say")))
 
-    def lower_menu(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_menu(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         step = ir.Menu(key, path, text=self.text(raw["menu"], (*path, "menu")))
         if not raw["options"]:
             self.error(
@@ -331,7 +327,7 @@ class _Lowering:
             )
         return step
 
-    def lower_ask(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_ask(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         step = ir.Ask(key, path, var=raw["ask"], prompt=self.text(raw["prompt"], (*path, "prompt")))
         step.max_tries = raw.get("max_tries", 3)
         retry = raw.get("retry")
@@ -352,11 +348,11 @@ class _Lowering:
         if "choices_from" in raw:
             cf = raw["choices_from"]
             cpath = (*path, "choices_from")
-            items = self.expression(cf["items"], (*cpath, "items"))
+            source = self.expression(cf["items"], (*cpath, "items"))
             label = self.template(cf["label"], (*cpath, "label"))
             value = self.template(cf["value"], (*cpath, "value"))
-            if items is not None:
-                step.choices_from = ir.ChoicesFrom(items, label, value)
+            if source is not None and isinstance(label, Template) and isinstance(value, Template):
+                step.choices_from = ir.ChoicesFrom(source, label, value)
         has_choices = bool(step.choices) or "choices_from" in raw
         spec = raw.get("validate")
         vpath = (*path, "validate")
@@ -403,7 +399,7 @@ class _Lowering:
             )
         return step
 
-    def lower_call(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_call(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         name = raw["call"]
         args = raw.get("with", {})
         step = ir.Call(
@@ -442,15 +438,15 @@ class _Lowering:
                 )
         return step
 
-    def lower_switch(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_switch(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         step = ir.Switch(key, path, subject=self.expression(raw["switch"], (*path, "switch")))
         step.cases = {str(v): f"case:{v}" for v in raw["cases"]}
         return step
 
-    def lower_if(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_if(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.If(key, path, condition=self.expression(raw["if"], (*path, "if")))
 
-    def lower_set(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_set(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.Set(
             key,
             path,
@@ -459,12 +455,12 @@ class _Lowering:
             },
         )
 
-    def lower_goto(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_goto(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         step = ir.Goto(key, path)
         self.pending.append((step, "next", _UserTarget(raw["goto"], (*path, "goto"), "goto")))
         return step
 
-    def lower_link(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_link(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.Link(key, path, flow=raw["link"])
 
     def handoff_spec(self, value: Any) -> ir.HandoffSpec:
@@ -476,10 +472,10 @@ class _Lowering:
             reason=value.get("reason"),
         )
 
-    def lower_handoff(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_handoff(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.Handoff(key, path, spec=self.handoff_spec(raw["handoff"]))
 
-    def lower_end(self, raw: dict[str, Any], path: Path, key: str) -> ir.Step:
+    def lower_end(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.End(key, path, resolution=raw["end"])
 
     # -- resolution ----------------------------------------------------------------------
@@ -535,7 +531,7 @@ class _Lowering:
 def compile_flow(
     doc: Document,
     settings: ir.ProjectSettings | None = None,
-    actions: Mapping[str, ActionSpec] = CATALOG,
+    actions: Mapping[str, ActionSpec] = ACTIONS,
 ) -> tuple[ir.Flow | None, list[Diagnostic]]:
     """Lower one schema-valid document; the flow comes back even with errors, for more checks."""
     lowering = _Lowering(doc, settings or ir.ProjectSettings(), actions)

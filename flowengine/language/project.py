@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..actions.catalog import CATALOG, ActionSpec
+from ..actions.registry import ACTIONS, ActionSpec
 from . import checks, ir
 from .compiler import compile_flow
 from .diagnostics import Diagnostic, Severity, did_you_mean, sort_key
@@ -124,15 +124,15 @@ def _settings(
 
 
 def load_project(
-    paths: Iterable[str | Path], actions: Mapping[str, ActionSpec] = CATALOG
+    paths: Iterable[str | Path], actions: Mapping[str, ActionSpec] = ACTIONS
 ) -> LoadResult:
     """Read, schema-check, compile and check every flow; all problems are collected."""
-    paths = [Path(p) for p in paths]
-    named = [p for p in paths if p.is_file() and p.name != PROJECT_FILE]
+    given = [Path(p) for p in paths]
+    named = [p for p in given if p.is_file() and p.name != PROJECT_FILE]
     # A file of a project is checked with its sibling flows, so links to them resolve;
     # only the named files' problems are reported.
     context = [p.parent for p in named if (p.parent / PROJECT_FILE).is_file()]
-    files, project_path = flow_files([*paths, *dict.fromkeys(context)])
+    files, project_path = flow_files([*given, *dict.fromkeys(context)])
     # The same file reached as named and through its directory is read once, as named.
     unique: dict[Path, Path] = {}
     for f in files:
@@ -156,7 +156,7 @@ def compile_sources(
     texts: Mapping[str, str],
     settings_source: tuple[str, str] | None = None,
     result: LoadResult | None = None,
-    actions: Mapping[str, ActionSpec] = CATALOG,
+    actions: Mapping[str, ActionSpec] = ACTIONS,
 ) -> LoadResult:
     """Compile flows given as {file name: YAML text} (and the project file), checked together.
 

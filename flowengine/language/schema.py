@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,9 +19,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from .diagnostics import Diagnostic, did_you_mean
+from .ir import KIND_KEYS
 from .source import Path, SourceMap
 
-STEP_KINDS = ("say", "menu", "ask", "call", "switch", "if", "set", "goto", "link", "handoff", "end")
+STEP_KINDS = KIND_KEYS
 OPTION_ACTIONS = ("goto", "flow", "url", "handoff", "end")
 
 
@@ -107,14 +108,15 @@ def _diagnose(
         if best is not None:
             yield from _diagnose(schema, best, base, source)
             return
+    schema_here = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties" and isinstance(inst, dict):
-        allowed = list((error.schema.get("properties") or {}).keys())
+        allowed = list((schema_here.get("properties") or {}).keys())
         known = set(allowed)
         for key in inst:
-            if key in known or _matches_pattern_props(error.schema, key):
+            if key in known or _matches_pattern_props(schema_here, key):
                 continue
             hint = did_you_mean(key, allowed)
-            if error.schema.get("patternProperties"):
+            if schema_here.get("patternProperties"):
                 hint = (
                     "keys of a text map are locales (en, cs, fr-CA); inside {...} a comma "
                     "starts a new key, so quote text that has a comma"
@@ -194,7 +196,7 @@ def _closest(error: ValidationError) -> ValidationError | None:
     return max(pool, key=lambda e: len(e.absolute_path))
 
 
-def _matches_pattern_props(schema: dict[str, Any], key: str) -> bool:
+def _matches_pattern_props(schema: Mapping[str, Any], key: str) -> bool:
     return any(re.search(p, key) for p in (schema.get("patternProperties") or {}))
 
 
@@ -214,7 +216,7 @@ def _type_name(value: Any) -> str:
 def _value_message(error: ValidationError) -> str:
     v, inst = error.validator, error.instance
     if v == "type":
-        want = error.validator_value
+        want: Any = error.validator_value
         want_text = " or ".join(want) if isinstance(want, list) else want
         names = {
             "string": "text",
@@ -226,14 +228,15 @@ def _value_message(error: ValidationError) -> str:
             "null": "null",
         }
         if isinstance(want, list):
-            want_text = " or ".join(names.get(w, w) for w in want)
+            want_text = " or ".join(names.get(str(w), str(w)) for w in want)
         else:
-            want_text = names.get(want, want)
+            want_text = names.get(str(want), str(want))
         return f"expected {want_text}, found {_type_name(inst)}"
     if v == "pattern":
         return f"'{inst}' is not a valid name here (it must match {error.validator_value})"
     if v == "enum":
-        return f"'{inst}' is not one of: " + ", ".join(map(str, error.validator_value))
+        choices: Any = error.validator_value
+        return f"'{inst}' is not one of: " + ", ".join(map(str, choices))
     if v == "const":
         return f"expected {error.validator_value!r}"
     if v in ("minItems", "minProperties"):
@@ -248,7 +251,8 @@ def _value_hint(error: ValidationError) -> str | None:
     if error.validator == "type" and isinstance(inst, bool):
         return "YAML reads yes/no/on/off/true/false as true/false; put the text in quotes"
     if error.validator == "enum" and isinstance(inst, str):
-        return did_you_mean(inst, map(str, error.validator_value))
+        choices: Any = error.validator_value
+        return did_you_mean(inst, map(str, choices))
     if error.validator == "pattern" and isinstance(inst, str):
         return "names use letters, digits and underscores, and start with a letter"
     return None

@@ -21,7 +21,7 @@ MAX_SOURCE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 
 try:  # the C loader is much faster where libyaml is present; both give the same marks
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined]
+    _Loader: type[yaml.SafeLoader | yaml.CSafeLoader] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
@@ -114,7 +114,7 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
                         Diagnostic("E012", "a key must be plain text", file, _position(key_node))
                     )
                     continue
-                key = str(loader.construct_object(key_node))  # type: ignore[no-untyped-call]
+                key = str(loader.construct_object(key_node))
                 if key == "<<":
                     problems.append(
                         Diagnostic(
@@ -148,7 +148,7 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(item, (*path, i)) for i, item in enumerate(n.value)]
-        value = loader.construct_object(n)  # type: ignore[no-untyped-call]
+        value = loader.construct_object(n)
         # Dates and binary are not part of the flow language: keep what the author wrote.
         if not isinstance(value, str | int | float | bool | type(None)):
             return str(n.value)

@@ -96,7 +96,6 @@ SAFE_STATEMENTS = (nodes.Output, nodes.If, nodes.TemplateData)
 
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
-    MAX_RANGE = 1000
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

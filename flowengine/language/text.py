@@ -66,7 +66,3 @@ class Text:
     def render(self, chain: tuple[str, ...], variables: Mapping[str, Any]) -> tuple[str, str]:
         t, loc = self.pick(chain)
         return t.render(variables), loc
-
-    def is_universal(self) -> bool:
-        """A plain string: the same text in every locale (fine for names, numbers, emoji)."""
-        return "*" in self.by_locale
