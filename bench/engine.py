@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowengine.actions.demo_backend import DemoBackend
-from flowengine.actions.orders import ACTIONS
+from flowengine.actions.registry import ACTIONS
 from flowengine.engine import model as m
 from flowengine.engine.step import start, step
 from flowengine.language import load_project
@@ -96,7 +96,7 @@ def _answers() -> dict[str, Any]:
     async def answer(call: m.CallAction) -> Any:
         key = f"{call.action}{sorted(call.args.items())}"
         if key not in cache:
-            out = await ACTIONS[call.action](backend, call.args, TODAY)
+            out = await ACTIONS[call.action].run(backend, call.args, TODAY)
             cache[key] = (out.outcome, out.data)
         return cache[key]
 

@@ -1,8 +1,9 @@
-"""Run a conversation in this process: the engine plus a shell that performs its action effects.
+"""Run a conversation in this process: the engine plus the shared effect runner.
 
-Used by `flowengine chat`, `flowengine test` and the benchmarks. Handoffs are not performed here
-(there is no agent queue in a terminal); they are returned for the caller to show or assert, and
-the caller feeds the outcome back with `HandoffUpdate`.
+Used by `flowengine chat`, `flowengine test` and the benchmarks. Actions run against the order
+backend as in production (`EffectRunner`, the same loop `flowengine serve` uses); handoffs have
+no agent queue here, so they are recorded in the `Turn` for the caller to show or assert, and the
+caller plays the agent by sending `HandoffUpdate`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from datetime import date
 from typing import Any
 
 from .actions.orders import OrderBackend
-from .actions.registry import perform
+from .actions.perform import BackendActions, FailingActions
+from .effects import Decide, EffectRunner
 from .engine import model as m
 from .engine.step import start, step
 from .language import ir
-
-MAX_CHAINED_ACTIONS = 20
 
 
 @dataclass
@@ -27,18 +27,38 @@ class Turn:
     """Everything one shopper action produced, actions included."""
 
     messages: list[m.Message] = field(default_factory=list)
-    effects: list[m.Effect] = field(default_factory=list)
+    effects: list[m.Effect] = field(default_factory=list)  # what went to the handoff port
     events: list[dict[str, Any]] = field(default_factory=list)
     visited: list[tuple[str, str, str]] = field(default_factory=list)
+    emitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # webhooks
     error: m.EngineError | None = None
 
     def add(self, result: m.Result) -> None:
         self.messages.extend(result.messages)
-        self.effects.extend(e for e in result.effects if not isinstance(e, m.CallAction))
         self.events.extend(result.events)
         self.visited.extend(result.visited)
         if result.error is not None:
             self.error = result.error
+
+
+class _Recorder:
+    """The handoff port of a conversation without an agent queue: it records what was asked."""
+
+    def __init__(self) -> None:
+        self.turn = Turn()
+
+    async def request(self, sid: str, effect: m.RequestHandoff) -> tuple[m.Effect, ...]:
+        self.turn.effects.append(effect)
+        return ()
+
+    async def cancel(self, sid: str) -> None:
+        self.turn.effects.append(m.CancelHandoff())
+
+    async def forward(self, sid: str, effect: m.ForwardToAgent) -> None:
+        self.turn.effects.append(effect)
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        self.turn.emitted.append((event, data))
 
 
 class Conversation:
@@ -54,14 +74,18 @@ class Conversation:
         failing_actions: frozenset[str] = frozenset(),
     ) -> None:
         self.project = project
-        self.backend = backend
         self.locale = locale
         self.context = dict(context or {})
-        self.today = today or date.today()
         self.clock = clock
         self.state: m.State | None = None
-        # Actions to answer with the error exit, as an order system that is down would.
-        self.failing_actions = failing_actions
+        day = today or date.today()
+        actions = BackendActions(backend, lambda: day)
+        self._handoffs = _Recorder()
+        self._runner = EffectRunner(
+            # Actions to answer with the error exit, as an order system that is down would.
+            FailingActions(actions, failing_actions) if failing_actions else actions,
+            self._handoffs,
+        )
 
     async def start(self, flow: str | None = None) -> Turn:
         result = start(
@@ -74,17 +98,18 @@ class Conversation:
         return await self._settle(step(self.project, self.state, event, self.clock()))
 
     async def _settle(self, result: m.Result) -> Turn:
-        turn = Turn()
-        for _ in range(MAX_CHAINED_ACTIONS):
-            turn.add(result)
-            self.state = result.state
-            calls = [e for e in result.effects if isinstance(e, m.CallAction)]
-            if not calls:
-                break
-            call = calls[0]
-            if call.action in self.failing_actions:
-                outcome = m.ActionResult(call.call_id, "error", {"reason": "backend"})
-            else:
-                outcome = await perform(call, self.backend, self.today)
-            result = step(self.project, self.state, outcome, self.clock())
+        turn = self._handoffs.turn = Turn()
+        turn.add(result)
+        self.state = result.state
+        await self._runner.run("local", result.effects, self._feed)
         return turn
+
+    async def _feed(self, decide: Decide) -> tuple[m.Effect, ...]:
+        assert self.state is not None
+        event = decide(self.state)
+        if event is None:
+            return ()
+        result = step(self.project, self.state, event, self.clock())
+        self._handoffs.turn.add(result)
+        self.state = result.state
+        return result.effects

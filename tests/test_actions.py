@@ -14,15 +14,16 @@ import pytest
 
 from flowengine.actions.demo_backend import DemoBackend
 from flowengine.actions.http_backend import HttpBackend
-from flowengine.actions.orders import ACTIONS, return_eligibility
-from flowengine.actions.registry import perform
+from flowengine.actions.orders import return_eligibility
+from flowengine.actions.perform import BackendActions
+from flowengine.actions.registry import ACTIONS
 from flowengine.engine import model as m
 
 TODAY = date(2026, 11, 22)
 
 
 async def _run(name: str, backend: Any, **args: Any) -> m.ActionResult:
-    return await perform(m.CallAction("1", name, args, 2.0), backend, TODAY)
+    return await BackendActions(backend, lambda: TODAY).perform(m.CallAction("1", name, args, 2.0))
 
 
 def test_demo_data_covers_every_state() -> None:
@@ -131,9 +132,11 @@ async def test_a_failing_or_slow_action_takes_the_error_exit() -> None:
     broken = await _run("orders.lookup", Broken(TODAY), number="1003", email="a@b.cz")
     assert broken.outcome == "error" and broken.data == {"reason": "internal"}
     call = m.CallAction("1", "orders.lookup", {"number": "1003", "email": "a@b.cz"}, 0.05)
-    slow = await perform(call, Slow(TODAY), TODAY)
+    slow = await BackendActions(Slow(TODAY), lambda: TODAY).perform(call)
     assert slow.outcome == "error" and slow.data == {"reason": "timeout"}
-    unknown = await perform(m.CallAction("1", "nope.nope", {}, 1), Broken(TODAY), TODAY)
+    unknown = await BackendActions(Broken(TODAY), lambda: TODAY).perform(
+        m.CallAction("1", "nope.nope", {}, 1)
+    )
     assert unknown.outcome == "error"
     assert set(ACTIONS) == {
         "orders.lookup",

@@ -17,7 +17,7 @@ import websockets
 
 from flowengine.handoff.config import HandoffConfig, parse
 from flowengine.handoff.routing import is_open, route, score
-from flowengine.server.webhooks import signature
+from flowengine.handoff.webhooks import signature
 from tests.server_process import Agent, Client, ServerProcess, add_agent
 
 CONFIG = """

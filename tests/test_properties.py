@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowengine.actions.demo_backend import DemoBackend
-from flowengine.actions.orders import ACTIONS
+from flowengine.actions.registry import ACTIONS
 from flowengine.engine import model as m
 from flowengine.engine.step import start, step
 from flowengine.language import ir
@@ -74,7 +74,7 @@ def _assert_way_forward(r: m.Result, pending: list[m.CallAction]) -> None:
 
 def _resolve(call: m.CallAction, how: str) -> m.ActionResult:
     if how == "real":
-        result = asyncio.run(ACTIONS[call.action](BACKEND, call.args, TODAY))
+        result = asyncio.run(ACTIONS[call.action].run(BACKEND, call.args, TODAY))
         return m.ActionResult(call.call_id, result.outcome, result.data)
     return m.ActionResult(call.call_id, how, None)  # type: ignore[arg-type]
 

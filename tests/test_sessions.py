@@ -7,7 +7,12 @@ from datetime import date
 from pathlib import Path
 
 from flowengine.actions.demo_backend import DemoBackend
+from flowengine.actions.perform import BackendActions
 from flowengine.engine import model as m
+from flowengine.handoff.accounts import open_accounts
+from flowengine.handoff.config import HandoffConfig
+from flowengine.handoff.service import HandoffService
+from flowengine.handoff.webhooks import Webhooks
 from flowengine.server.analytics import Analytics
 from flowengine.server.config import ServerConfig
 from flowengine.server.flows import FlowRegistry
@@ -15,6 +20,7 @@ from flowengine.server.metrics import Metrics
 from flowengine.server.protocol import Hello
 from flowengine.server.redact import RedactingFilter, redact
 from flowengine.server.sessions import SessionService
+from flowengine.server.tasks import Tasks
 from flowengine.store.memory import MemoryStore
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -24,15 +30,27 @@ def _service(clock: list[float]) -> SessionService:
     store = MemoryStore()
     flows = FlowRegistry(str(FLOWS), store, version_ttl=3600)
     flows.load()
-    return SessionService(
+    service = SessionService(
         store,
         flows,
-        DemoBackend(date(2026, 11, 22)),
+        BackendActions(DemoBackend(date(2026, 11, 22)), lambda: date(2026, 11, 22)),
         ServerConfig(),
         Metrics(),
         Analytics(store),
+        Tasks(),
         clock=lambda: clock[0],
     )
+    handoffs = HandoffService(
+        store,
+        service,
+        HandoffConfig(),
+        open_accounts(None, "/nonexistent/agents.json"),
+        Webhooks(store, ()),
+        ttl=3600,
+        clock=lambda: clock[0],
+    )
+    service.use_handoffs(handoffs)
+    return service
 
 
 async def test_an_action_interrupted_by_a_crash_takes_the_error_exit() -> None:
@@ -49,7 +67,7 @@ async def test_an_action_interrupted_by_a_crash_takes_the_error_exit() -> None:
     clock[0] += 120
     again = await service.open(Hello(sid, record.seq, "en", {}))
     assert again.resumed
-    await service.drain()
+    await service.tasks.drain()
     record = await service.store.load(sid)
     assert record is not None and record.state["step"] == "backend_down"
     log = await service.store.replay(sid, 0)

@@ -121,11 +121,15 @@ async def test_watchers_hear_of_commits(store: Store) -> None:
     heard: list[tuple[str, int]] = []
     got = asyncio.Event()
 
-    def listener(sid: str, seq: int, payload: object = None) -> None:
-        heard.append((sid, seq))
-        got.set()
+    class Listener:
+        def committed(self, sid: str, seq: int, events: object) -> None:
+            heard.append((sid, seq))
+            got.set()
 
-    store.set_listener(listener)
+        def signalled(self, sid: str, payload: object) -> None:
+            pass
+
+    store.set_listener(Listener())
     await store.watch("w")
     await store.commit("w", 0, {}, [ev(1), ev(2)], action_id=None, ttl=60, now=0)
     await asyncio.wait_for(got.wait(), 5)
@@ -234,11 +238,15 @@ async def test_presence_tokens_notes_signals_and_outbox(store: Any) -> None:
     heard: list[Any] = []
     got = asyncio.Event()
 
-    def listener(sid: str, seq: int, payload: Any = None) -> None:
-        heard.append((sid, seq, payload))
-        got.set()
+    class Listener:
+        def committed(self, sid: str, seq: int, events: object) -> None:
+            pass
 
-    store.set_listener(listener)
+        def signalled(self, sid: str, payload: Any) -> None:
+            heard.append((sid, 0, payload))
+            got.set()
+
+    store.set_listener(Listener())
     await store.watch("s")
     await store.signal("s", {"typing": "shopper"})
     await asyncio.wait_for(got.wait(), 5)

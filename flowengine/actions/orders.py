@@ -8,7 +8,7 @@ to find out which order numbers exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -244,14 +244,3 @@ async def create_ticket(
     if not ticket_id:
         raise BackendError("the backend created a ticket without an id")
     return ActionOutcome("ok", {"ticket_id": str(ticket_id)})
-
-
-ActionFunction = Callable[[OrderBackend, Mapping[str, Any], date], Awaitable[ActionOutcome]]
-
-ACTIONS: dict[str, ActionFunction] = {
-    "orders.lookup": lookup,
-    "orders.cancel": cancel,
-    "returns.check": check_return,
-    "returns.create": create_return,
-    "tickets.create": create_ticket,
-}

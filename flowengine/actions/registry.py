@@ -1,36 +1,70 @@
-"""Run an engine `CallAction` effect against a backend, with its timeout.
-
-This is the shell's side of actions: whatever happens (a slow backend, an exception, a bug in an
-action) the result is an `ActionResult` event for the engine, never an exception that kills the
-session.
+"""The one action registry: what each action takes (the validator checks `call:` steps against
+it), what runs it, and what an `ok` tells the outside. Data and functions only: the language
+imports it without the engine; `actions.perform` runs the calls.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from ..engine import model as m
-from .orders import ACTIONS, BackendError, OrderBackend
+from . import orders
+from .orders import ActionOutcome, OrderBackend
 
-log = logging.getLogger("flowengine.actions")
+ActionFunction = Callable[[OrderBackend, Mapping[str, Any], date], Awaitable[ActionOutcome]]
 
 
-async def perform(call: m.CallAction, backend: OrderBackend, today: date) -> m.ActionResult:
-    function = ACTIONS.get(call.action)
-    if function is None:
-        log.error("unknown action %s", call.action)
-        return m.ActionResult(call.call_id, "error", {"reason": "unknown_action"})
-    try:
-        outcome = await asyncio.wait_for(function(backend, call.args, today), call.timeout)
-    except TimeoutError:
-        log.warning("action %s timed out after %.1fs", call.action, call.timeout)
-        return m.ActionResult(call.call_id, "error", {"reason": "timeout"})
-    except BackendError as exc:
-        log.warning("action %s failed: %s", call.action, exc)
-        return m.ActionResult(call.call_id, "error", {"reason": "backend"})
-    except Exception:  # an action bug must not end the conversation
-        log.exception("action %s raised", call.action)
-        return m.ActionResult(call.call_id, "error", {"reason": "internal"})
-    return m.ActionResult(call.call_id, outcome.outcome, outcome.data)
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    name: str
+    required: frozenset[str]
+    optional: frozenset[str]
+    run: ActionFunction
+    has_not_found: bool = True  # can it answer `not_found` (else only ok / error)?
+    # The webhook an `ok` result sends: (event, the key its result goes under), docs/handoff.md.
+    emits: tuple[str, str] | None = None
+
+    @property
+    def params(self) -> frozenset[str]:
+        return self.required | self.optional
+
+
+def _spec(
+    name: str,
+    required: str,
+    optional: str,
+    run: ActionFunction,
+    *,
+    has_not_found: bool = True,
+    emits: tuple[str, str] | None = None,
+) -> ActionSpec:
+    return ActionSpec(
+        name,
+        frozenset(required.split()),
+        frozenset(optional.split()),
+        run,
+        has_not_found,
+        emits,
+    )
+
+
+# What each action answers is in docs/actions.md.
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("orders.lookup", "number email", "", orders.lookup),
+        _spec("orders.cancel", "number email", "reason", orders.cancel),
+        _spec("returns.check", "number email", "", orders.check_return),
+        _spec("returns.create", "number email reason method", "sku", orders.create_return),
+        _spec(
+            "tickets.create",
+            "kind details",
+            "number email name",
+            orders.create_ticket,
+            has_not_found=False,
+            emits=("ticket.created", "ticket"),
+        ),
+    )
+}

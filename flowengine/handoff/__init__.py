@@ -1,5 +1,8 @@
-"""Live-agent handoff: routing, schedules, the handoff packet, agent accounts, webhooks.
+"""Live-agent handoff, one feature in one folder: handoff.yaml (`config`), routing and opening
+hours (`routing`), the handoff packet (`packet`), agent accounts and passwords, the queue at
+work (`service`), the agent socket and the console's HTTP side (`agent_socket`, `routes`,
+`console/`), and webhooks (`webhooks`).
 
-The pure parts (config, routing, schedule, packet, passwords) live here; the queue itself is in
-the store (`store.memory`, `store.redis`: the same contract), and `server.handoffs` runs it.
+The queue itself is kept by the store (`store.base.HandoffStore`, on memory and Redis); only
+`service` touches it.
 """

@@ -36,7 +36,7 @@ class Account:
         }
 
 
-def _decode(raw: str) -> Account:
+def _decode(raw: str | bytes) -> Account:
     d = json.loads(raw)
     return Account(d["username"], d["name"], d["role"], tuple(d["teams"]), d["password_hash"])
 

@@ -1,5 +1,6 @@
-"""The live-agent queue at work: routing a handoff, claiming, replies, close, hand back,
-transfer, queue timeouts and auto-assignment. The shell around the store's atomic transitions.
+"""The live-agent queue at work: routing a handoff, logging agents in, claiming, replies, notes,
+close, hand back, transfer, queue timeouts and auto-assignment. The shell around the store's
+atomic transitions; the agent socket and the effect runner reach the queue only through here.
 
 Every change the shopper must see is a stored transcript event (`handoff` notices, agent
 messages), and every outcome the flow can branch on goes to the engine as `HandoffUpdate`.
@@ -10,28 +11,50 @@ claiming in time, the engine's offline/timeout exit runs (the shipped flow takes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from itertools import pairwise
+from typing import Any, Literal
 
+from .. import frames
 from ..engine import model as m
-from ..handoff import packet as packets
-from ..handoff.accounts import Account
-from ..handoff.config import HandoffConfig
-from ..handoff.routing import is_open, route, score
-from ..store.base import HandoffStore, Store
-from .sessions import Applied, SessionService
+from ..server.sessions import Applied, SessionService
+from ..server.tasks import stop_task
+from ..store import ChatView, Store
+from . import packet as packets
+from .accounts import Account, AccountBook
+from .config import HandoffConfig
+from .passwords import verify_password
+from .routing import is_open, route, score
 from .webhooks import Webhooks
-from .wire import stop_task
 
 log = logging.getLogger("flowengine.handoffs")
 
 ONLINE_WINDOW = 30.0
+TOKEN_TTL = 12 * 3600.0
+TRANSCRIPT_LIMIT = 5000  # events of a transcript an agent (and a webhook) gets at most
+
+Outcome = Literal["assigned", "offline", "timeout", "closed", "handed_back"]
 
 
 class NotYours(Exception):
     """The agent does not hold this chat (any more)."""
+
+
+class NotAllowed(Exception):
+    """The chat is not in the agent's teams (or has left the queue)."""
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _waiting_for_agent(outcome: Outcome) -> Callable[[m.State], m.Event | None]:
+    """Tell the engine about the handoff, if the conversation is still waiting for a person."""
+    return lambda s: m.HandoffUpdate(outcome) if s.waiting == "agent" else None
 
 
 class HandoffService:
@@ -40,29 +63,30 @@ class HandoffService:
         store: Store,
         sessions: SessionService,
         config: HandoffConfig,
+        accounts: AccountBook,
         webhooks: Webhooks,
         ttl: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.hstore: HandoffStore = store  # type: ignore[assignment]
         self.sessions = sessions
         self.config = config
+        self.accounts = accounts
         self.webhooks = webhooks
         self.ttl = ttl
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
-    # -- from the engine -------------------------------------------------------------------
-    async def request(self, sid: str, effect: m.RequestHandoff) -> Applied | None:
+    # -- the effect runner's port (flowengine.effects.HandoffPort) -------------------------
+    async def request(self, sid: str, effect: m.RequestHandoff) -> tuple[m.Effect, ...]:
         team, priority = route(
             self.config, effect.flow, effect.reason, effect.queue, effect.priority
         )
         now = self.clock()
         if not is_open(self.config, now):
-            return await self.sessions.no_agent(sid, team, "closed")
+            return await self._offline(sid, team, "closed")
         if not await self._agents_for(team, now):
-            return await self.sessions.no_agent(sid, team, "no_agent")
+            return await self._offline(sid, team, "no_agent")
         record = {
             "session": sid,
             "team": team,
@@ -73,19 +97,18 @@ class HandoffService:
             "created_at": now,
             "queued_at": now,
         }
-        if not await self.hstore.put_handoff(sid, record, score(priority, now), self.ttl):
-            return None  # one is already open
+        if not await self.store.put_handoff(sid, record, score(priority, now), self.ttl):
+            return ()  # one is already open
         position = await self._position(team, sid)
-        await self.sessions.append(
-            sid, [{"type": "handoff", "status": "queued", "queue": team, "position": position}]
-        )
-        await self.webhooks.emit("handoff.created", await self.packet(sid))
+        await self.sessions.append(sid, [frames.handoff_queued(team, position)])
+        await self._emit_packet("handoff.created", sid)
         if self.config.mode == "auto":
             await self.assign_waiting(team)
-        return None
+        return ()
 
-    async def cancelled_by_shopper(self, sid: str) -> None:
-        record = await self.hstore.transition(
+    async def cancel(self, sid: str) -> None:
+        """The shopper left the queue or the chat (started over)."""
+        record = await self.store.transition(
             sid,
             ("queued", "assigned"),
             {"status": "closed", "outcome": "cancelled", "closed_at": self.clock()},
@@ -93,21 +116,56 @@ class HandoffService:
             self.ttl,
         )
         if record is not None:
-            await self.sessions.append(
-                sid, [{"type": "handoff", "status": "closed", "by": "shopper"}]
-            )
+            await self.sessions.append(sid, [frames.handoff_closed("shopper")])
 
-    async def ticket_created(self, sid: str, args: dict[str, Any], data: Any) -> None:
-        await self.webhooks.emit(
-            "ticket.created", {"session": sid, "ticket": data, "request": args}
+    async def forward(self, sid: str, effect: m.ForwardToAgent) -> None:
+        """The shopper wrote to the person: the text is in the transcript agents follow."""
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        await self.webhooks.emit(event, data)
+
+    async def _offline(
+        self, sid: str, team: str, reason: frames.OfflineReason
+    ) -> tuple[m.Effect, ...]:
+        """Tell the shopper nobody is available; the flow's offline exit (leave a message)."""
+        applied = await self.sessions.advance(
+            sid, _waiting_for_agent("offline"), None, extra=(frames.handoff_offline(team, reason),)
         )
+        return applied.effects
 
-    # -- agents ----------------------------------------------------------------------------
-    async def claim(self, agent: Account, sid: str) -> dict[str, Any] | None:
-        record = await self.hstore.get_handoff(sid)
-        if record is None or (record["team"] not in agent.teams and agent.role != "admin"):
+    # -- agents: logging in --------------------------------------------------------------
+    async def login(self, username: str, password: str) -> tuple[str, Account] | None:
+        """A new console token for a right username and password; None otherwise."""
+        account = await asyncio.to_thread(self.accounts.get, username)
+        ok = account is not None and await asyncio.to_thread(
+            verify_password, password, account.password_hash
+        )
+        if not ok or account is None:
             return None
-        record = await self.hstore.transition(
+        token = secrets.token_urlsafe(32)
+        await self.store.put_token(_token_hash(token), account.username, TOKEN_TTL)
+        return token, account
+
+    async def logout(self, token: str) -> None:
+        await self.store.del_token(_token_hash(token))
+
+    async def agent_for(self, token: object) -> Account | None:
+        """The account a console token belongs to, if it is still valid."""
+        if not isinstance(token, str) or not 20 <= len(token) <= 100:
+            return None
+        username = await self.store.get_token(_token_hash(token))
+        if username is None:
+            return None
+        return await asyncio.to_thread(self.accounts.get, username)
+
+    # -- agents: the work ----------------------------------------------------------------
+    def _teams(self, agent: Account) -> tuple[str, ...] | None:
+        """The teams whose chats `agent` may take; None: all (admins)."""
+        return None if agent.role == "admin" else agent.teams
+
+    async def claim(self, agent: Account, sid: str) -> frames.Frame:
+        """Take a waiting chat; exactly one of any number of agents wins. The chat frame."""
+        record = await self.store.transition(
             sid,
             ("queued",),
             {
@@ -118,23 +176,44 @@ class HandoffService:
             },
             None,
             self.ttl,
+            teams=self._teams(agent),
         )
         if record is None:
-            return None  # somebody else was faster
-        notice = {"type": "handoff", "status": "assigned", "agent": agent.name}
-        await self.sessions.advance(
+            raise NotAllowed(sid)  # somebody else was faster, or not this agent's team
+        # Read what the agent will see first, and step the engine on the state read with it:
+        # a claim is three round trips (transition, read, commit), the engine's step included.
+        view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
+        applied = await self.sessions.advance(
             sid,
-            lambda s: m.HandoffUpdate("assigned") if s.waiting == "agent" else None,
+            _waiting_for_agent("assigned"),
             None,
-            extra=(notice,),
+            extra=(frames.handoff_assigned(agent.name),),
+            known=view.session,
         )
-        await self.webhooks.emit(
-            "handoff.assigned", {**await self.packet(sid), "agent": agent.public()}
+        transcript = [*view.transcript, *applied.events]
+        if any(b["seq"] != a["seq"] + 1 for a, b in pairwise(transcript)):
+            transcript = await self.store.replay(sid, 0, TRANSCRIPT_LIMIT)  # raced with a click
+        chat = frames.chat(
+            sid,
+            self._packet(sid, ChatView(view.session, transcript, view.notes, record)),
+            view.notes,
+            record,
         )
-        return record
+        if self.webhooks.wants("handoff.assigned"):
+            packet = chat["packet"]
+            await self.webhooks.emit("handoff.assigned", {**packet, "agent": agent.public()})
+        return chat
+
+    async def open(self, agent: Account, sid: str) -> frames.Frame:
+        """The chat frame for a chat of the agent's teams: packet, notes, handoff record."""
+        view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
+        teams = self._teams(agent)
+        if view.handoff is None or (teams is not None and view.handoff["team"] not in teams):
+            raise NotAllowed(sid)
+        return frames.chat(sid, self._packet(sid, view), view.notes, view.handoff)
 
     async def _mine(self, agent: Account, sid: str) -> dict[str, Any]:
-        record = await self.hstore.get_handoff(sid)
+        record = await self.store.get_handoff(sid)
         if (
             record is None
             or record["status"] != "assigned"
@@ -145,31 +224,25 @@ class HandoffService:
 
     async def reply(self, agent: Account, sid: str, text: str) -> Applied:
         await self._mine(agent, sid)
-        return await self.sessions.append(
-            sid,
-            [
-                {
-                    "type": "message",
-                    "from": "agent",
-                    "agent": agent.name,
-                    "text": text,
-                    "options": [],
-                    "input": None,
-                }
-            ],
-        )
+        return await self.sessions.append(sid, [frames.agent_message(agent.name, text)])
 
     async def note(self, agent: Account, sid: str, text: str) -> dict[str, Any]:
         await self._mine(agent, sid)
         note = {"agent": agent.name, "text": text, "at": self.clock()}
-        await self.hstore.add_note(sid, note, self.ttl)
-        await self.hstore.signal(sid, {"note": note})
+        await self.store.add_note(sid, note, self.ttl)
+        await self.store.signal(sid, {"note": note})
         return note
+
+    async def agent_typing(self, agent: Account, sid: str) -> None:
+        await self.store.signal(sid, {"typing": "agent", "name": agent.name})
+
+    async def shopper_typing(self, sid: str) -> None:
+        await self.store.signal(sid, {"typing": "shopper"})
 
     async def close(self, agent: Account, sid: str, *, hand_back: bool) -> None:
         await self._mine(agent, sid)
-        outcome = "handed_back" if hand_back else "closed"
-        record = await self.hstore.transition(
+        outcome: Outcome = "handed_back" if hand_back else "closed"
+        record = await self.store.transition(
             sid,
             ("assigned",),
             {"status": "closed", "outcome": outcome, "closed_at": self.clock()},
@@ -178,23 +251,20 @@ class HandoffService:
         )
         if record is None:
             raise NotYours(sid)
-        notice = {"type": "handoff", "status": outcome, "agent": agent.name}
-        await self.sessions.advance(
-            sid,
-            lambda s: m.HandoffUpdate(outcome) if s.waiting == "agent" else None,  # type: ignore[arg-type]
-            None,
-            extra=(notice,),
+        notice = (
+            frames.handoff_handed_back(agent.name)
+            if hand_back
+            else frames.handoff_closed("agent", agent.name)
         )
+        await self.sessions.advance(sid, _waiting_for_agent(outcome), None, extra=(notice,))
         if not hand_back:
-            await self.webhooks.emit(
-                "conversation.closed", {**await self.packet(sid), "agent": agent.public()}
-            )
+            await self._emit_packet("conversation.closed", sid, agent=agent.public())
 
     async def transfer(self, agent: Account, sid: str, team: str) -> None:
         if team not in self.config.teams:
             raise ValueError(f"unknown team '{team}'")
         record = await self._mine(agent, sid)
-        moved = await self.hstore.transition(
+        moved = await self.store.transition(
             sid,
             ("assigned",),
             {
@@ -210,23 +280,26 @@ class HandoffService:
         )
         if moved is None:
             raise NotYours(sid)
-        await self.sessions.append(
-            sid,
-            [
-                {
-                    "type": "handoff",
-                    "status": "queued",
-                    "queue": team,
-                    "position": await self._position(team, sid),
-                }
-            ],
-        )
+        position = await self._position(team, sid)
+        await self.sessions.append(sid, [frames.handoff_queued(team, position)])
         if self.config.mode == "auto":
             await self.assign_waiting(team)
 
+    async def snapshot(self, agent: Account, info: dict[str, Any]) -> frames.Frame:
+        """Mark the agent present and say what waits in their teams and what is theirs."""
+        now = self.clock()
+        await self.store.heartbeat(agent.username, info, now)
+        teams = self.config.teams if agent.role == "admin" else agent.teams
+        waiting = []
+        for team in teams:
+            for i, r in enumerate(await self.store.queue(team)):
+                waiting.append({**r, "position": i + 1, "waiting": now - r["created_at"]})
+        mine = await self.store.agent_chats(agent.username)
+        return frames.queue(waiting, mine, now)
+
     # -- the queue over time ---------------------------------------------------------------
     async def _agents_for(self, team: str, now: float) -> dict[str, dict[str, Any]]:
-        online = await self.hstore.online(now, ONLINE_WINDOW)
+        online = await self.store.online(now, ONLINE_WINDOW)
         return {
             a: i
             for a, i in online.items()
@@ -234,7 +307,7 @@ class HandoffService:
         }
 
     async def _position(self, team: str, sid: str) -> int:
-        waiting = await self.hstore.queue(team)
+        waiting = await self.store.queue(team)
         return next((i + 1 for i, r in enumerate(waiting) if r["session"] == sid), 0)
 
     async def assign_waiting(self, team: str) -> None:
@@ -243,8 +316,8 @@ class HandoffService:
         agents = await self._agents_for(team, now)
         if not agents:
             return
-        loads = {a: len(await self.hstore.agent_chats(a)) for a in agents}
-        for record in await self.hstore.queue(team):
+        loads = {a: len(await self.store.agent_chats(a)) for a in agents}
+        for record in await self.store.queue(team):
             free = [
                 a for a in agents if loads[a] < int(agents[a].get("capacity", self.config.capacity))
             ]
@@ -259,18 +332,21 @@ class HandoffService:
                 tuple(info.get("teams", ())),
                 "",
             )
-            if await self.claim(account, record["session"]) is not None:
-                loads[chosen] += 1
+            try:
+                await self.claim(account, record["session"])
+            except NotAllowed:
+                continue
+            loads[chosen] += 1
 
     async def sweep(self) -> None:
         """Time out chats nobody claimed; in auto mode, hand out what waits."""
         now = self.clock()
         for team in self.config.teams:
-            for record in await self.hstore.queue(team):
+            for record in await self.store.queue(team):
                 # Measured from when it (re)entered this queue: a transfer starts a new wait.
                 if now - record.get("queued_at", record["created_at"]) < self.config.queue_timeout:
                     continue
-                done = await self.hstore.transition(
+                done = await self.store.transition(
                     record["session"],
                     ("queued",),
                     {"status": "closed", "outcome": "timeout", "closed_at": now},
@@ -279,18 +355,8 @@ class HandoffService:
                 )
                 if done is None:
                     continue
-                notice = {
-                    "type": "handoff",
-                    "status": "offline",
-                    "queue": team,
-                    "reason": "timeout",
-                }
-                await self.sessions.advance(
-                    record["session"],
-                    lambda s: m.HandoffUpdate("timeout") if s.waiting == "agent" else None,
-                    None,
-                    extra=(notice,),
-                )
+                effects = await self._offline(record["session"], team, "timeout")
+                self.sessions.run_effects(record["session"], effects)
             if self.config.mode == "auto":
                 await self.assign_waiting(team)
 
@@ -308,20 +374,24 @@ class HandoffService:
     async def stop(self) -> None:
         await stop_task(self._task)
 
-    # -- what an agent sees ------------------------------------------------------------------
-    async def packet(self, sid: str) -> dict[str, Any]:
-        record = await self.store.load(sid)
-        handoff = await self.hstore.get_handoff(sid) or {}
-        if record is None:
-            return {"session": sid, "missing": True}
-        state = m.State.from_json(record.state)
-        transcript = await self.store.replay(sid, 0, 5000)
+    # -- what an agent and a webhook see ---------------------------------------------------
+    def _packet(self, sid: str, view: ChatView) -> frames.Frame:
+        handoff = view.handoff or {}
+        if view.session is None:
+            return {"session": sid, "missing": True, "transcript": []}
         return packets.build(
             sid,
-            state,
+            m.State.from_json(view.session.state),
             handoff.get("team", ""),
             handoff.get("priority", "normal"),
             handoff.get("reason"),
-            transcript,
+            view.transcript,
             handoff.get("created_at", self.clock()),
         )
+
+    async def packet(self, sid: str) -> frames.Frame:
+        return self._packet(sid, await self.store.chat_view(sid, TRANSCRIPT_LIMIT))
+
+    async def _emit_packet(self, event: str, sid: str, **more: Any) -> None:
+        if self.webhooks.wants(event):
+            await self.webhooks.emit(event, {**await self.packet(sid), **more})

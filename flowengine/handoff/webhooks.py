@@ -21,13 +21,14 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from ..handoff.config import Webhook
+from ..server.tasks import stop_task
 from ..store.base import HandoffStore
-from .wire import stop_task
+from .config import Webhook
 
 log = logging.getLogger("flowengine.webhooks")
 
@@ -44,12 +45,18 @@ class Webhooks:
         store: HandoffStore,
         hooks: tuple[Webhook, ...],
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.hooks = hooks
+        self.clock = clock
         self._client = httpx.AsyncClient(timeout=5.0, transport=transport, follow_redirects=False)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+
+    def wants(self, event: str) -> bool:
+        """Does any webhook subscribe to `event`? (Then building its payload is worth it.)"""
+        return any(event in hook.events for hook in self.hooks)
 
     async def emit(self, event: str, data: dict[str, Any]) -> None:
         for i, hook in enumerate(self.hooks):
@@ -61,7 +68,7 @@ class Webhooks:
                         "event": event,
                         "attempt": 0,
                         "due": 0.0,
-                        "body": {"event": event, "sent_at": time.time(), "data": data},
+                        "body": {"event": event, "sent_at": self.clock(), "data": data},
                     }
                 )
         self._wake.set()
@@ -71,7 +78,7 @@ class Webhooks:
         item = await self.store.take_webhook()
         if item is None:
             return False
-        if item["due"] > time.time():
+        if item["due"] > self.clock():
             await self.store.done_webhook(item)
             await self.store.push_webhook({k: v for k, v in item.items() if k != "_raw"})
             return False
@@ -100,7 +107,7 @@ class Webhooks:
                 "url": hook.url if hook else None,
                 "status": status,
                 "attempt": item["attempt"] + 1,
-                "at": time.time(),
+                "at": self.clock(),
                 "ok": ok,
             }
         )
@@ -108,7 +115,7 @@ class Webhooks:
         if not ok and hook is not None and item["attempt"] + 1 < MAX_ATTEMPTS:
             retry = {k: v for k, v in item.items() if k != "_raw"}
             retry["attempt"] += 1
-            retry["due"] = time.time() + 2 ** item["attempt"]
+            retry["due"] = self.clock() + 2 ** item["attempt"]
             await self.store.push_webhook(retry)
         elif not ok:
             log.warning(

@@ -11,10 +11,16 @@ import logging
 from collections import deque
 from typing import Any
 
+from ..engine import model as m
 from ..store import Store
-from .wire import stop_task
+from .tasks import stop_task
 
 log = logging.getLogger("flowengine.analytics")
+
+
+def abandoned(state: m.State, at: float) -> dict[str, Any]:
+    """`session_abandoned` (docs/events.md): the last shopper socket left mid-conversation."""
+    return {"type": "session_abandoned", "at": at, "flow": state.flow, "step": state.step}
 
 
 class Analytics:

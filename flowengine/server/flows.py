@@ -101,7 +101,7 @@ class FlowRegistry:
             if bundle is None:
                 raise FlowsUnavailable(version)
             settings = tuple(bundle["project"]) if bundle.get("project") else None
-            result = compile_sources(bundle["flows"], settings)  # type: ignore[arg-type]
+            result = compile_sources(bundle["flows"], settings)
             if result.project is None or result.project.version != version:
                 raise FlowsUnavailable(version)
             project = result.project

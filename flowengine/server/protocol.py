@@ -2,13 +2,15 @@
 
 Every client frame is a JSON object with a `type`. Actions carry a client-chosen `id` so a retry
 is applied once. Anything malformed becomes a `ProtocolError`, which the socket turns into an
-error frame; nothing is stored and the session stays usable.
+error frame (`frames.error`); nothing is stored and the session stays usable. What the server
+sends is built in `flowengine.frames`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +81,8 @@ def parse_hello(frame: dict[str, Any], identity_secret: str | None = None) -> He
     locale = frame.get("locale") or ""
     if not isinstance(locale, str) or (locale and not _LOCALE.match(locale)):
         locale = ""
-    raw_context = frame.get("context") if isinstance(frame.get("context"), dict) else {}
+    given = frame.get("context")
+    raw_context: dict[str, Any] = given if isinstance(given, dict) else {}
     shopper = _flat(raw_context.get("shopper"))
     # A shopper is only ever "verified" by the server checking `user_hash`; never by a claim.
     shopper = verify_shopper(shopper, shopper.get("user_hash"), identity_secret)
@@ -91,38 +94,45 @@ def parse_hello(frame: dict[str, Any], identity_secret: str | None = None) -> He
     return Hello(session, last_seq, locale, context)
 
 
+def _choose(frame: dict[str, Any], frame_id: str) -> m.Event:
+    option = frame.get("option")
+    if not isinstance(option, str) or not 1 <= len(option) <= MAX_OPTION:
+        raise ProtocolError("bad_option", "choose needs an 'option' id", frame_id)
+    return m.Choose(option)
+
+
+def _text(frame: dict[str, Any], frame_id: str) -> m.Event:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError("bad_text", "text needs a 'text' string", frame_id)
+    if len(text) > MAX_TEXT:
+        raise ProtocolError(
+            "text_too_long", f"messages are limited to {MAX_TEXT} characters", frame_id
+        )
+    return m.Text(text)
+
+
+# The shopper's actions: frame type -> its engine event. Each carries a client-chosen `id`.
+ACTIONS: dict[str, Callable[[dict[str, Any], str], m.Event]] = {
+    "choose": _choose,
+    "text": _text,
+    "handoff": lambda _frame, _id: m.AskForPerson(),
+    "restart": lambda _frame, _id: m.Restart(),
+}
+
+
+def frame_id(frame: dict[str, Any]) -> str | None:
+    """The frame's `id`, when it has a usable one (to answer errors with)."""
+    value = frame.get("id")
+    return value if isinstance(value, str) and 1 <= len(value) <= MAX_ID else None
+
+
 def parse_action(frame: dict[str, Any]) -> Action:
     kind = frame["type"]
-    frame_id = frame.get("id")
-    if kind not in ("choose", "text", "handoff", "restart"):
-        raise ProtocolError(
-            "unknown_type",
-            f"unknown frame type '{kind[:32]}'",
-            frame_id if isinstance(frame_id, str) else None,
-        )
-    if not isinstance(frame_id, str) or not 1 <= len(frame_id) <= MAX_ID:
+    parse = ACTIONS.get(kind)
+    if parse is None:
+        raise ProtocolError("unknown_type", f"unknown frame type '{kind[:32]}'", frame_id(frame))
+    action_id = frame_id(frame)
+    if action_id is None:
         raise ProtocolError("bad_id", f"'{kind}' needs an 'id' of 1 to {MAX_ID} characters")
-    if kind == "choose":
-        option = frame.get("option")
-        if not isinstance(option, str) or not 1 <= len(option) <= MAX_OPTION:
-            raise ProtocolError("bad_option", "choose needs an 'option' id", frame_id)
-        return Action(frame_id, m.Choose(option), kind)
-    if kind == "text":
-        text = frame.get("text")
-        if not isinstance(text, str):
-            raise ProtocolError("bad_text", "text needs a 'text' string", frame_id)
-        if len(text) > MAX_TEXT:
-            raise ProtocolError(
-                "text_too_long", f"messages are limited to {MAX_TEXT} characters", frame_id
-            )
-        return Action(frame_id, m.Text(text), kind)
-    if kind == "handoff":
-        return Action(frame_id, m.AskForPerson(), kind)
-    return Action(frame_id, m.Restart(), kind)
-
-
-def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if frame_id is not None:
-        out["id"] = frame_id
-    return out
+    return Action(action_id, parse(frame, action_id), kind)

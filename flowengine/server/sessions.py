@@ -17,34 +17,26 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Protocol
+from typing import Any, Literal
 
-from ..actions.orders import OrderBackend
-from ..actions.registry import perform
+from .. import frames
+from ..actions.perform import BackendActions
+from ..effects import Decide, EffectRunner, HandoffPort
 from ..engine import model as m
 from ..engine.step import start, step
-from ..store import Store, StoreUnavailable
-from .analytics import Analytics
+from ..store import SessionRecord, Store, StoreUnavailable
+from .analytics import Analytics, abandoned
 from .config import ServerConfig
 from .flows import FlowRegistry
 from .metrics import Metrics
 from .protocol import Hello
+from .tasks import Tasks
 
 log = logging.getLogger("flowengine.sessions")
 
 MAX_CONFLICT_RETRIES = 20
-ACTION_GRACE = 65.0
-CACHE_SESSIONS = 10_000  # an action still pending after this long was interrupted by a crash
-
-
-KEEP: Any = object()  # `decide` returns it to store extra events with the state unchanged
-
-
-class HandoffPort(Protocol):
-    async def request(self, sid: str, effect: m.RequestHandoff) -> Applied | None: ...
-    async def cancelled_by_shopper(self, sid: str) -> None: ...
-    async def ticket_created(self, sid: str, args: dict[str, Any], data: Any) -> None: ...
+ACTION_GRACE = 65.0  # an action still pending after this long was interrupted by a crash
+CACHE_SESSIONS = 10_000
 
 
 class SessionGone(Exception):
@@ -60,34 +52,11 @@ class Opened:
 
 @dataclass(frozen=True)
 class Applied:
-    outcome: str  # ok | duplicate | error
+    outcome: Literal["ok", "duplicate", "error"]
     seq: int = 0
     error: m.EngineError | None = None
     effects: tuple[m.Effect, ...] = ()
-    events: tuple[dict[str, Any], ...] = ()  # what was stored, to send without re-reading
-
-
-def transcript(
-    result: m.Result, before: m.State, seq: int, now: float, extra: tuple[dict[str, Any], ...] = ()
-) -> list[dict[str, Any]]:
-    """The persisted events a result adds, numbered after `seq`."""
-    out: list[dict[str, Any]] = [dict(e) for e in extra]
-    for msg in result.messages:
-        out.append(
-            {
-                "type": "message",
-                "from": msg.sender,
-                "text": msg.text,
-                "options": list(msg.options),
-                "input": msg.input,
-            }
-        )
-    if result.state.waiting == "ended" and before.waiting != "ended":
-        out.append({"type": "ended", "resolution": result.state.resolution})
-    for i, e in enumerate(out, start=seq + 1):
-        e["seq"] = i
-        e["at"] = now
-    return out
+    events: tuple[frames.Frame, ...] = ()  # what was stored, to send without re-reading
 
 
 class _Locks:
@@ -116,25 +85,28 @@ class SessionService:
         self,
         store: Store,
         flows: FlowRegistry,
-        backend: OrderBackend,
+        actions: BackendActions,
         config: ServerConfig,
         metrics: Metrics,
         analytics: Analytics,
+        tasks: Tasks,
         clock: Callable[[], float] = time.time,
-        today: Callable[[], date] = date.today,
     ) -> None:
         self.store = store
         self.flows = flows
-        self.backend = backend
+        self.actions = actions
         self.config = config
         self.metrics = metrics
         self.analytics = analytics
+        self.tasks = tasks
         self.clock = clock
-        self.today = today
         self._locks = _Locks()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._cache: OrderedDict[str, tuple[int, int, m.State]] = OrderedDict()
-        self.handoffs: HandoffPort | None = None  # wired by the server
+        self._runner: EffectRunner | None = None
+
+    def use_handoffs(self, handoffs: HandoffPort) -> None:
+        """Wire the handoff side (it needs this service too, so it comes second)."""
+        self._runner = EffectRunner(self.actions, handoffs)
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self, hello: Hello) -> Opened:
@@ -145,17 +117,18 @@ class SessionService:
                 state = m.State.from_json(record.state)
                 if state.waiting == "action" and self.clock() - record.updated_at > ACTION_GRACE:
                     # The process running the action died: take the flow's error exit.
-                    self.spawn(self._settle(hello.session, lambda s: _interrupted(s)))
+                    self.settle(hello.session, _interrupted)
                 if _context_changed(state.context, hello.context):
-                    await self.advance(hello.session, lambda _s: m.SetContext(hello.context), None)
+                    context = hello.context
+                    await self.advance(hello.session, lambda _s: m.SetContext(context), None)
                 return Opened(hello.session, resumed=True, expired=False)
         project = self.flows.current
-        assert project is not None
+        assert project is not None, "flows are loaded at startup"
         await self.flows.publish(unless_recent=True)
         now = self.clock()
         result = start(project, now=now, locale=hello.locale, context=hello.context)
         sid = secrets.token_urlsafe(18)
-        events = transcript(result, result.state, 0, now)
+        events = frames.number(frames.transcript(result, result.state), 0, now)
         commit = await self.store.commit(
             sid,
             0,
@@ -170,7 +143,7 @@ class SessionService:
         self._remember(sid, commit.rev, commit.seq, result.state)
         self.metrics.sessions.labels("expired" if hello.session else "new").inc()
         self.analytics.add(sid, result.events)
-        self.spawn(self.run_effects(sid, result.effects))
+        self.run_effects(sid, result.effects)
         return Opened(sid, resumed=False, expired=hello.session is not None)
 
     # -- applying --------------------------------------------------------------------------
@@ -178,21 +151,31 @@ class SessionService:
         """Apply one shopper action, stored before this returns."""
         return await self.advance(sid, lambda _state: event, action_id)
 
+    async def append(self, sid: str, events: list[frames.Frame]) -> Applied:
+        """Store transcript events (an agent's message, a notice) without running the engine."""
+        return await self.advance(sid, None, None, extra=tuple(events))
+
     async def advance(
         self,
         sid: str,
-        decide: Callable[[m.State], m.Event | None],
+        decide: Decide | None,
         action_id: str | None,
-        extra: tuple[dict[str, Any], ...] = (),
+        extra: tuple[frames.Frame, ...] = (),
+        known: SessionRecord | None = None,
     ) -> Applied:
         """Load (or take from the cache), step, commit; on a conflict, re-read and re-apply.
 
-        The last state this process committed for a session is cached, so a click is usually
-        one round trip (the commit); a stale cache shows up as a conflict and costs a re-read.
+        `decide` picks the event from the current state (None from it: nothing to do); without
+        `decide` only `extra` is stored. The last state this process committed for a session
+        is cached, so a click is one round trip (the commit); a stale cache shows up as a
+        conflict and costs a re-read. `known` is a record the caller has just read (saves the
+        read when this process has no cached state).
         """
         await self._locks(sid)
         try:
             cached = self._cache.get(sid)
+            if known is not None and (cached is None or cached[0] < known.rev):
+                cached = (known.rev, known.seq, m.State.from_json(known.state))
             for _ in range(MAX_CONFLICT_RETRIES):
                 if cached is not None:
                     rev, seq, state = cached
@@ -207,22 +190,22 @@ class SessionService:
                         return Applied("duplicate", record.seq)
                     rev, seq, state = record.rev, record.seq, m.State.from_json(record.state)
                     from_cache = False
-                event = decide(state)
-                if event is None:
-                    if from_cache:
-                        continue  # another box may have moved the session on: read it
-                    return Applied("ok", seq)
                 now = self.clock()
-                if event is KEEP:
+                if decide is None:
                     result = m.Result(state)
                 else:
+                    event = decide(state)
+                    if event is None:
+                        if from_cache:
+                            continue  # another box may have moved the session on: read it
+                        return Applied("ok", seq)
                     project = await self.flows.get(state.version)
                     result = step(project, state, event, now)
                 if result.error is not None:
                     if from_cache:
                         continue  # decide on the stored state (a retry may be a duplicate)
                     return Applied("error", seq, result.error)
-                events = transcript(result, state, seq, now, extra)
+                events = frames.number(frames.transcript(result, state, extra), seq, now)
                 commit = await self.store.commit(
                     sid,
                     rev,
@@ -251,22 +234,11 @@ class SessionService:
             self._locks.release(sid)
 
     def left(self, sid: str) -> None:
-        """The last socket of a session on this process closed: if the conversation was still
-        open, count it as abandoned (it may yet resume, which analytics then sees too)."""
+        """The last shopper socket of a session on this process closed: if the conversation was
+        still open, count it as abandoned (it may yet resume, which analytics then sees too)."""
         cached = self._cache.get(sid)
         if cached is not None and cached[2].waiting not in ("ended", "agent"):
-            state = cached[2]
-            self.analytics.add(
-                sid,
-                [
-                    {
-                        "type": "session_abandoned",
-                        "at": self.clock(),
-                        "flow": state.flow,
-                        "step": state.step,
-                    }
-                ],
-            )
+            self.analytics.add(sid, [abandoned(cached[2], self.clock())])
 
     def _remember(self, sid: str, rev: int, seq: int, state: m.State) -> None:
         self._cache[sid] = (rev, seq, state)
@@ -278,71 +250,35 @@ class SessionService:
         self._cache.pop(sid, None)
 
     # -- effects ---------------------------------------------------------------------------
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def run_effects(self, sid: str, effects: tuple[m.Effect, ...]) -> None:
+        """Run what the engine asked for, in the background, after the action is stored."""
+        if effects:
+            self.tasks.spawn(self._run(sid, effects))
 
-    async def run_effects(self, sid: str, effects: tuple[m.Effect, ...]) -> None:
-        """Run what the engine asked for; feed each outcome back as an event."""
-        queue = list(effects)
-        while queue:
-            effect = queue.pop(0)
-            try:
-                applied = await self._run_effect(sid, effect)
-            except (StoreUnavailable, SessionGone) as exc:
-                log.warning("effect %s for a session not applied: %s", type(effect).__name__, exc)
-                return
-            except Exception:
-                log.exception("effect %s failed", type(effect).__name__)
-                return
-            if applied is not None:
-                queue.extend(applied.effects)
+    def settle(self, sid: str, decide: Decide) -> None:
+        """Apply `decide` in the background, then run the effects it causes."""
+        self.tasks.spawn(self._settle(sid, decide))
 
-    async def _run_effect(self, sid: str, effect: m.Effect) -> Applied | None:
-        if isinstance(effect, m.CallAction):
-            outcome = await perform(effect, self.backend, self.today())
-            if effect.action == "tickets.create" and outcome.outcome == "ok" and self.handoffs:
-                await self.handoffs.ticket_created(sid, effect.args, outcome.data)
-            return await self.advance(
-                sid,
-                lambda s: (
-                    outcome if s.waiting == "action" and s.pending == effect.call_id else None
-                ),
-                None,
-            )
-        if isinstance(effect, m.RequestHandoff):
-            if self.handoffs is None:
-                return await self.no_agent(sid, effect.queue, "no_agent")
-            return await self.handoffs.request(sid, effect)
-        if isinstance(effect, m.CancelHandoff) and self.handoffs is not None:
-            await self.handoffs.cancelled_by_shopper(sid)
-        return None  # ForwardToAgent: the shopper's text is in the transcript agents read
-
-    async def no_agent(self, sid: str, queue: str, reason: str) -> Applied:
-        """Tell the shopper nobody is available; the flow's offline exit (leave a message)."""
-        notice = {"type": "handoff", "status": "offline", "queue": queue, "reason": reason}
-        return await self.advance(
-            sid,
-            lambda s: m.HandoffUpdate("offline") if s.waiting == "agent" else None,
-            None,
-            extra=(notice,),
-        )
-
-    async def append(self, sid: str, events: list[dict[str, Any]]) -> Applied:
-        """Store events (an agent's message, a handoff notice) without running the engine."""
-        return await self.advance(sid, lambda _s: KEEP, None, extra=tuple(events))
-
-    async def _settle(self, sid: str, decide: Callable[[m.State], m.Event | None]) -> None:
+    async def _settle(self, sid: str, decide: Decide) -> None:
         try:
             applied = await self.advance(sid, decide, None)
-            await self.run_effects(sid, applied.effects)
         except (StoreUnavailable, SessionGone) as exc:
             log.warning("could not settle a session: %s", exc)
+            return
+        await self._run(sid, applied.effects)
 
-    async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def _run(self, sid: str, effects: tuple[m.Effect, ...]) -> None:
+        assert self._runner is not None, "use_handoffs() wires the runner"
+
+        async def feed(decide: Decide) -> tuple[m.Effect, ...]:
+            return (await self.advance(sid, decide, None)).effects
+
+        try:
+            await self._runner.run(sid, effects, feed)
+        except (StoreUnavailable, SessionGone) as exc:
+            log.warning("effects for a session not applied: %s", exc)
+        except Exception:
+            log.exception("effects for a session failed")
 
 
 def _context_changed(stored: dict[str, Any], given: dict[str, Any]) -> bool:

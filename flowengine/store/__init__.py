@@ -5,16 +5,30 @@ Two implementations of one contract (`base.Store`): `MemoryStore`, the embedded 
 process, and `RedisStore` for many. `tests/test_store_contract.py` runs the same tests on both.
 """
 
-from .base import Commit, SessionRecord, Store, StoreUnavailable
+import time
+from collections.abc import Callable
 
-__all__ = ["Commit", "SessionRecord", "Store", "StoreUnavailable", "open_store"]
+from .base import ChatView, Commit, Listener, SessionRecord, Store, StoreUnavailable
+
+__all__ = [
+    "ChatView",
+    "Commit",
+    "Listener",
+    "SessionRecord",
+    "Store",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
-def open_store(redis_url: str | None, **options: object) -> Store:
+def open_store(
+    redis_url: str | None, *, max_connections: int = 32, clock: Callable[[], float] = time.time
+) -> Store:
+    """The Redis store for a URL, else the embedded one (which expires keys by `clock`)."""
     if redis_url:
         from .redis import RedisStore
 
-        return RedisStore(redis_url, **options)  # type: ignore[arg-type]
+        return RedisStore(redis_url, max_connections=max_connections)
     from .memory import MemoryStore
 
-    return MemoryStore()
+    return MemoryStore(clock)

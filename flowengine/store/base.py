@@ -10,7 +10,6 @@ whose action id was already applied returns `duplicate` and writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -36,12 +35,29 @@ class Commit:
     seq: int = 0
 
 
-# Called with (session, seq) when a commit lands, or (session, -1, None) to say "re-read",
-# or (session, 0, payload) for an ephemeral signal (typing, a note) that is not stored.
-Listener = Callable[[str, int, dict[str, Any] | None], Awaitable[None] | None]
+@dataclass(frozen=True, slots=True)
+class ChatView:
+    """What an agent opening a chat sees, read in one round trip."""
+
+    session: SessionRecord | None
+    transcript: list[dict[str, Any]]
+    notes: list[dict[str, Any]]
+    handoff: dict[str, Any] | None
 
 
-class Store(Protocol):
+class Listener(Protocol):
+    """Who hears of sessions' news (the server's hub). Called by the store; must not block."""
+
+    def committed(self, sid: str, seq: int, events: tuple[dict[str, Any], ...] | None) -> None:
+        """Seq `seq` of `sid` was stored. `events` are the events just stored when this process
+        committed them (send them without reading); None when another process did, or
+        `seq` is -1 ("notifications may have been lost: re-read")."""
+
+    def signalled(self, sid: str, payload: dict[str, Any]) -> None:
+        """Something not stored happened (typing, a note), on any instance."""
+
+
+class SessionStore(Protocol):
     kind: str
 
     async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
@@ -110,8 +126,13 @@ class HandoffStore(Protocol):
         changes: dict[str, Any],
         score: float | None,
         ttl: float,
+        teams: tuple[str, ...] | None = None,
     ) -> dict[str, Any] | None:
-        """The new record, or None when the status was not one of `allowed`."""
+        """The new record, or None when the status was not one of `allowed` (or, with `teams`,
+        the chat's team is not one of them)."""
+
+    async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
+        """The session, its transcript, notes and handoff record, in one round trip."""
 
     async def queue(self, team: str) -> list[dict[str, Any]]:
         """Waiting handoffs of a team, first in line first."""
@@ -148,3 +169,7 @@ class HandoffStore(Protocol):
     async def log_webhook(self, entry: dict[str, Any]) -> None: ...
 
     async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]: ...
+
+
+class Store(SessionStore, HandoffStore, Protocol):
+    """Everything the server keeps: both halves, one object (one connection pool)."""

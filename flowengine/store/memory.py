@@ -6,15 +6,14 @@ would on Redis. Nothing survives a restart: that is what the Redis store is for.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import inspect
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Commit, Listener, SessionRecord
+from .base import ChatView, Commit, Listener, SessionRecord
 
 MAX_EVENTS = 100_000
 
@@ -33,7 +32,7 @@ class _Session:
 class MemoryStore:
     kind = "memory"
 
-    def __init__(self, clock: Any = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._sessions: dict[str, _Session] = {}
         self._versions: dict[str, tuple[dict[str, Any], float]] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
@@ -41,7 +40,6 @@ class MemoryStore:
         self._listener: Listener | None = None
         self._clock = clock
         self._writes = 0
-        self._pending: set[asyncio.Future[Any]] = set()
         self._handoffs: dict[str, tuple[dict[str, Any], float]] = {}
         self._scores: dict[str, float] = {}
         self._presence: dict[str, tuple[dict[str, Any], float]] = {}
@@ -104,18 +102,9 @@ class MemoryStore:
         if action_id:
             s.actions.add(action_id)
         self._sweep()
-        if events:
-            self._tell(sid, s.seq, None)
+        if events and sid in self._watched and self._listener is not None:
+            self._listener.committed(sid, s.seq, tuple(copy.deepcopy(events)))
         return Commit("ok", s.rev, s.seq)
-
-    def _tell(self, sid: str, seq: int, payload: dict[str, Any] | None) -> None:
-        if sid not in self._watched or self._listener is None:
-            return
-        outcome = self._listener(sid, seq, payload)
-        if inspect.isawaitable(outcome):
-            task = asyncio.ensure_future(outcome)
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         s = self._live(sid)
@@ -190,9 +179,12 @@ class MemoryStore:
         changes: dict[str, Any],
         score: float | None,
         ttl: float,
+        teams: tuple[str, ...] | None = None,
     ) -> dict[str, Any] | None:
         record = self._handoff(sid)
         if record is None or record["status"] not in allowed:
+            return None
+        if teams is not None and record.get("team") not in teams:
             return None
         record = {**record, **copy.deepcopy(changes)}
         self._handoffs[sid] = (record, self._clock() + ttl)
@@ -251,8 +243,17 @@ class MemoryStore:
     async def notes(self, sid: str) -> list[dict[str, Any]]:
         return copy.deepcopy(self._notes.get(sid, []))
 
+    async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
+        return ChatView(
+            await self.load(sid),
+            await self.replay(sid, 0, limit),
+            await self.notes(sid),
+            await self.get_handoff(sid),
+        )
+
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
-        self._tell(sid, 0, copy.deepcopy(payload))
+        if sid in self._watched and self._listener is not None:
+            self._listener.signalled(sid, copy.deepcopy(payload))
 
     async def push_webhook(self, item: dict[str, Any]) -> None:
         self._outbox.append(copy.deepcopy(item))

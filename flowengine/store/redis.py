@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .base import Commit, Listener, SessionRecord, StoreUnavailable
+from .base import ChatView, Commit, Listener, SessionRecord, StoreUnavailable
 
 log = logging.getLogger("flowengine.store")
 
@@ -77,6 +77,11 @@ local rec = cjson.decode(raw)
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if rec.status == s then allowed = true end end
 if not allowed then return false end
+if ARGV[8] ~= '' then
+  local member = false
+  for t in string.gmatch(ARGV[8], '[^,]+') do if rec.team == t then member = true end end
+  if not member then return false end
+end
 local qp, lp, sid = ARGV[3], ARGV[4], ARGV[7]
 if rec.team then redis.call('ZREM', qp .. rec.team, sid) end
 if rec.agent and rec.agent ~= cjson.null then redis.call('SREM', lp .. rec.agent, sid) end
@@ -117,6 +122,20 @@ def _channel(sid: str) -> str:
     return f"fe:n:{sid}"
 
 
+def _record(sid: str, data: Mapping[Any, Any], applied: bool = False) -> SessionRecord | None:
+    # (decode_responses=True: keys and values are str)
+    if not data or "state" not in data:
+        return None
+    return SessionRecord(
+        sid,
+        json.loads(data["state"]),
+        int(data["rev"]),
+        int(data["seq"]),
+        float(data.get("at", 0)),
+        applied,
+    )
+
+
 class RedisStore:
     kind = "redis"
 
@@ -155,16 +174,7 @@ class RedisStore:
                     data, applied = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        if not data or "state" not in data:
-            return None
-        return SessionRecord(
-            sid,
-            json.loads(data["state"]),
-            int(data["rev"]),
-            int(data["seq"]),
-            float(data.get("at", 0)),
-            bool(applied),
-        )
+        return _record(sid, data, bool(applied))
 
     async def commit(
         self,
@@ -191,9 +201,10 @@ class RedisStore:
             outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        if outcome == "ok" and events:
-            # This process hears of its own commits at once; pub/sub tells the others.
-            await self._notify(sid, int(new_seq))
+        if outcome == "ok" and events and self._listener is not None and sid in self._watched:
+            # This process hears of its own commits at once, with the events (nothing to
+            # re-read); pub/sub tells the others.
+            self._listener.committed(sid, int(new_seq), tuple(events))
         return Commit(outcome, int(new_rev), int(new_seq))
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -256,8 +267,9 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
         out: list[dict[str, Any]] = []
-        for _, fields in reversed(rows):
-            out.extend(json.loads(fields["events"]))
+        for _, fields in reversed(rows or []):
+            if fields:
+                out.extend(json.loads(fields["events"]))
         return out[-count:]
 
     # -- fan-out -------------------------------------------------------------------------
@@ -297,13 +309,7 @@ class RedisStore:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message and message.get("type") == "message":
-                    sid, data = message["channel"].removeprefix("fe:n:"), message["data"]
-                    if data.startswith("{"):
-                        await self._notify(sid, 0, json.loads(data))
-                    else:
-                        seq, _, origin = data.partition(":")
-                        if origin != self.instance:  # our own commits were told directly
-                            await self._notify(sid, int(seq))
+                    self._heard(message["channel"].removeprefix("fe:n:"), message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
@@ -322,15 +328,20 @@ class RedisStore:
             await self._pubsub.subscribe(*channels)
         except RedisError:
             return
-        for sid in list(self._watched):
-            await self._notify(sid, -1)
+        if self._listener is not None:
+            for sid in list(self._watched):
+                self._listener.committed(sid, -1, None)
 
-    async def _notify(self, sid: str, seq: int, payload: dict[str, Any] | None = None) -> None:
+    def _heard(self, sid: str, data: str) -> None:
+        """A pub/sub message: "N:<instance>" (seq N stored there) or a JSON signal."""
         if self._listener is None or sid not in self._watched:
             return
-        outcome = self._listener(sid, seq, payload)
-        if inspect.isawaitable(outcome):
-            await outcome
+        if data.startswith("{"):
+            self._listener.signalled(sid, json.loads(data))
+            return
+        seq, _, origin = data.partition(":")
+        if origin != self.instance:  # our own commits were told directly
+            self._listener.committed(sid, int(seq), None)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def ping(self) -> bool:
@@ -378,6 +389,7 @@ class RedisStore:
         changes: dict[str, Any],
         score: float | None,
         ttl: float,
+        teams: tuple[str, ...] | None = None,
     ) -> dict[str, Any] | None:
         out = await self._call(
             self._transition(
@@ -390,10 +402,26 @@ class RedisStore:
                     "" if score is None else score,
                     int(ttl * 1000),
                     sid,
+                    "" if teams is None else ",".join(teams) or ",",
                 ],
             )
         )
         return json.loads(out) if out else None
+
+    async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
+        state_key, log_key, _ = _keys(sid)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(state_key)
+            pipe.lrange(log_key, 0, limit - 1)
+            pipe.lrange(f"fe:{{{sid}}}:notes", 0, -1)
+            pipe.get(H + "h:" + sid)
+            data, log, notes, handoff = await self._call(pipe.execute())
+        return ChatView(
+            _record(sid, data),
+            [json.loads(e) for e in log],
+            [json.loads(n) for n in notes],
+            json.loads(handoff) if handoff else None,
+        )
 
     async def _records(self, sids: list[str]) -> list[dict[str, Any]]:
         if not sids:
@@ -430,7 +458,8 @@ class RedisStore:
         await self._call(self._redis.set("fe:tok:" + token_hash, username, px=int(ttl * 1000)))
 
     async def get_token(self, token_hash: str) -> str | None:
-        return await self._call(self._redis.get("fe:tok:" + token_hash))  # type: ignore[no-any-return]
+        username: str | None = await self._call(self._redis.get("fe:tok:" + token_hash))
+        return username
 
     async def del_token(self, token_hash: str) -> None:
         await self._call(self._redis.delete("fe:tok:" + token_hash))

@@ -11,6 +11,7 @@
   var active = null;     // the session shown
   var mine = [];         // sessions assigned to me
   var waitingCount = 0;
+  var lastQueue = null;
   var teams = [];
   var typingTimer = null;
 
@@ -113,7 +114,15 @@
       c.notes = f.notes || [];
       chats[f.session] = c;
       if (f.handoff && f.handoff.status === "assigned" && me && f.handoff.agent === me.username &&
-          mine.indexOf(f.session) < 0) mine.push(f.session);
+          mine.indexOf(f.session) < 0) {
+        mine.push(f.session);
+        if (lastQueue) {  // mine now: out of the waiting list at once, not at the next tick
+          renderQueue({
+            waiting: lastQueue.waiting.filter(function (r) { return r.session !== f.session; }),
+            mine: lastQueue.mine.concat([f.handoff]), at: lastQueue.at
+          });
+        }
+      }
       if (!active) show(f.session);
       else if (active === f.session) show(f.session);
     } else if (f.type === "event") {
@@ -139,6 +148,7 @@
 
   // -- queue and my chats ---------------------------------------------------------------
   function renderQueue(f) {
+    lastQueue = f;
     var q = $("queue");
     clear(q);
     f.waiting.forEach(function (r) {

@@ -1,0 +1,89 @@
+"""The agent console over HTTP: its page and files (with a strict CSP), login and logout, and
+the routes the app mounts for handoff (the socket is in `agent_socket`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from ..server.guard import TokenBucket
+from ..server.runtime import Runtime
+from .agent_socket import agent_socket
+from .service import TOKEN_TTL
+
+log = logging.getLogger("flowengine.agents")
+
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+# The console shows text from shoppers: it may run only its own script and style, and talk
+# only to this server.
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+LOGIN_RATE, LOGIN_BURST = 0.2, 5  # per address: 5 quick attempts, then one every 5 s
+MAX_LOGIN_BUCKETS = 10_000  # bounded memory under a spray of addresses
+
+
+def _console(name: str, media_type: str) -> Response:
+    response = FileResponse(CONSOLE_DIR / name, media_type=media_type)
+    response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+async def console_page(request: Request) -> Response:
+    return _console("console.html", "text/html; charset=utf-8")
+
+
+async def console_js(request: Request) -> Response:
+    return _console("console.js", "application/javascript; charset=utf-8")
+
+
+async def console_css(request: Request) -> Response:
+    return _console("console.css", "text/css; charset=utf-8")
+
+
+async def login(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    ip = request.client.host if request.client else "-"
+    if len(runtime.login_buckets) > MAX_LOGIN_BUCKETS:
+        runtime.login_buckets.clear()
+    bucket = runtime.login_buckets.setdefault(ip, TokenBucket(LOGIN_RATE, LOGIN_BURST))
+    if not bucket.take():
+        return JSONResponse({"error": "too many attempts; wait a minute"}, status_code=429)
+    try:
+        body = await request.json()
+        username, password = str(body["username"]).strip().lower(), str(body["password"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": "send {username, password}"}, status_code=400)
+    granted = await runtime.handoffs.login(username, password)
+    if granted is None:
+        log.warning("failed console login")
+        return JSONResponse({"error": "wrong username or password"}, status_code=401)
+    token, account = granted
+    return JSONResponse({"token": token, "agent": account.public(), "expires_in": TOKEN_TTL})
+
+
+async def logout(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if token:
+        await runtime.handoffs.logout(token)
+    return JSONResponse({"ok": True})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/agent", console_page),
+    Route("/agent/console.js", console_js),
+    Route("/agent/console.css", console_css),
+    Route("/agent/api/login", login, methods=["POST"]),
+    Route("/agent/api/logout", logout, methods=["POST"]),
+    WebSocketRoute("/agent/ws", agent_socket),
+]

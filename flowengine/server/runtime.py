@@ -1,0 +1,171 @@
+"""Everything one server process holds: the store, flows, services, and the hub that tells this
+process's sockets about their sessions' news.
+
+Built once per process by `create_app`; the sockets and endpoints find it on
+`app.state.runtime`. Nothing here outlives the process: what must is in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from .. import frames
+from ..actions.demo_backend import DemoBackend
+from ..actions.http_backend import HttpBackend
+from ..actions.orders import OrderBackend
+from ..actions.perform import BackendActions
+from ..handoff import config as handoff_config
+from ..handoff.accounts import open_accounts
+from ..handoff.service import HandoffService
+from ..handoff.webhooks import Webhooks
+from ..store import Store, open_store
+from .analytics import Analytics
+from .config import ServerConfig
+from .connection import Follower
+from .flows import FlowRegistry
+from .guard import ClientLimits, TokenBucket
+from .metrics import Metrics
+from .sessions import SessionService
+from .tasks import Tasks
+
+log = logging.getLogger("flowengine.server")
+
+
+class Hub:
+    """Who on this process follows which session (shopper sockets, agent consoles), fed by the
+    store's news (`store.Listener`)."""
+
+    def __init__(self, store: Store, sessions: SessionService, tasks: Tasks) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.tasks = tasks
+        self.followers: dict[str, set[Follower]] = {}
+        store.set_listener(self)
+
+    async def attach(self, sid: str, follower: Follower) -> None:
+        first = sid not in self.followers
+        self.followers.setdefault(sid, set()).add(follower)
+        if first:
+            with contextlib.suppress(Exception):  # pub/sub down: reads repair it later
+                await self.store.watch(sid)
+
+    async def detach(self, sid: str, follower: Follower) -> None:
+        followers = self.followers.get(sid)
+        if followers is None:
+            return
+        followers.discard(follower)
+        if follower.shopper and not any(f.shopper for f in followers):
+            self.sessions.left(sid)
+        if not followers:
+            del self.followers[sid]
+            with contextlib.suppress(Exception):
+                await self.store.unwatch(sid)
+
+    def committed(self, sid: str, seq: int, events: tuple[frames.Frame, ...] | None) -> None:
+        for follower in list(self.followers.get(sid, ())):
+            self.tasks.spawn(_quietly(follower.news(sid, seq, events)))
+
+    def signalled(self, sid: str, payload: dict[str, Any]) -> None:
+        for follower in list(self.followers.get(sid, ())):
+            self.tasks.spawn(_quietly(follower.signal(sid, payload)))
+
+
+async def _quietly(coro: Any) -> None:
+    """A follower whose socket or store fails catches up on its next news or reconnect."""
+    with contextlib.suppress(Exception):
+        await coro
+
+
+class Runtime:
+    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
+        """`clock` is the wall clock every service reads (tests move it instead of sleeping);
+        on Redis, key expiry is Redis's own."""
+        self.config = config
+        self.clock = clock
+        self.store = open_store(
+            config.redis_url, max_connections=config.redis_max_connections, clock=clock
+        )
+        self.tasks = Tasks()
+        self.flows = FlowRegistry(
+            config.flows_dir, self.store, version_ttl=config.session_ttl + 3600
+        )
+        self.metrics = Metrics()
+        self.analytics = Analytics(self.store)
+        self.limits = ClientLimits(config.ip_rate, config.ip_burst, config.max_sockets_per_ip)
+        self.backend: OrderBackend = (
+            HttpBackend(config.orders_api) if config.orders_api else DemoBackend(date.today())
+        )
+        self.sessions = SessionService(
+            self.store,
+            self.flows,
+            BackendActions(self.backend),
+            config,
+            self.metrics,
+            self.analytics,
+            self.tasks,
+            clock=clock,
+        )
+        self.handoff_config = handoff_config.load(config.handoff_config)
+        self.webhooks = Webhooks(self.store, self.handoff_config.webhooks, clock=clock)
+        self.handoffs = HandoffService(
+            self.store,
+            self.sessions,
+            self.handoff_config,
+            open_accounts(config.redis_url, config.agents_file),
+            self.webhooks,
+            ttl=config.session_ttl,
+            clock=clock,
+        )
+        self.sessions.use_handoffs(self.handoffs)
+        self.hub = Hub(self.store, self.sessions, self.tasks)
+        self.login_buckets: dict[str, TokenBucket] = {}
+        self._background: list[asyncio.Task[None]] = []
+
+    async def startup(self) -> None:
+        project = self.flows.load()  # raises with the validator's errors: never serve broken flows
+        kind = (
+            "Redis at " + _safe_url(self.config.redis_url)
+            if self.config.redis_url
+            else "the embedded in-process store (one process; nothing survives a restart)"
+        )
+        log.info("flowengine serving flows version %s on %s", project.version, kind)
+        try:
+            await self.flows.publish()
+        except Exception:
+            log.warning("store not reachable at start; serving, and retrying per session")
+        self.analytics.start()
+        self.handoffs.start()
+        self.webhooks.start()
+        if self.config.watch_flows:
+            self._background.append(asyncio.create_task(self.flows.watch()))
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: self.tasks.spawn(self.flows.reload())
+            )
+
+    async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await self.handoffs.stop()
+        await self.webhooks.stop()
+        await self.tasks.drain()
+        await self.analytics.stop()
+        await self.store.close()
+        if isinstance(self.backend, HttpBackend):
+            await self.backend.aclose()
+
+
+def _safe_url(url: str | None) -> str:
+    if not url:
+        return "-"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

@@ -1,0 +1,85 @@
+"""flowengine's real app served by uvicorn inside the test's own event loop, on a free port.
+
+The same app, routes, sockets and store as `flowengine serve`, without a process to start: tests
+talk to it over real WebSockets and HTTP (never by calling handlers), and can reach into
+`runtime` to move a clock or count store calls. Use `ServerProcess` where a separate process is
+the point (signals, a crash, the command line).
+
+Blocking HTTP (urllib) would stall the loop the server runs on: use `get`/`post` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import uvicorn
+
+from flowengine.server.app import create_app
+from flowengine.server.config import ServerConfig
+from flowengine.server.runtime import Runtime
+from tests.redis_server import free_port
+
+
+class AppServer:
+    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
+        self.port = free_port()
+        self.app = create_app(config, clock)
+        self.runtime: Runtime = self.app.state.runtime
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,
+                lifespan="on",
+                log_level="warning",
+            )
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> AppServer:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError("the server stopped before it started")
+            await asyncio.sleep(0.005)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
+
+    async def __aenter__(self) -> AppServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with httpx.AsyncClient() as client:
+            r = await client.get(self.http + path, timeout=5)
+            return r.status_code, r.text
+
+    async def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        async with httpx.AsyncClient() as client:
+            r = await client.post(self.http + path, json=body, headers=headers, timeout=10)
+            return r.status_code, r.json()
