@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from flowengine.language import ir, load_project
+
+if TYPE_CHECKING:
+    from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -19,9 +24,13 @@ def project() -> ir.Project:
     return result.project
 
 
+# The day the tests live on: the demo orders' ages (returnable, cancellable) are counted from it.
+TODAY = date(2026, 11, 22)
+
+
 @pytest.fixture
 def today() -> date:
-    return date(2026, 11, 22)
+    return TODAY
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +41,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """`flowengine serve` as a real process, with the shipped flows, shared by a module."""
+    from tests.server_process import ServerProcess
+
+    proc = ServerProcess().start()
+    yield proc
+    proc.stop()

@@ -11,8 +11,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 import websockets
 
 from tests.redis_server import free_port
@@ -93,15 +94,57 @@ class ServerProcess:
         self.proc = None
 
 
-class Client:
-    """A shopper socket that keeps every frame it received."""
+class Served(Protocol):
+    """A running server: a `ServerProcess`, or an `AppServer` in this process."""
+
+    port: int
+
+    @property
+    def http(self) -> str: ...
+
+
+class _Socket:
+    """A client socket that keeps every frame it received, in order.
+
+    `until(predicate)` returns the first frame after the last one `until` returned that
+    satisfies `predicate`, whether it has already arrived (say, before an ack that `act`
+    waited for) or is still to come; the shopper and the agent clients share it.
+    """
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
-        self.session: str | None = None
         self._n = 0
         self._cursor = 0
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, predicate: Any, timeout: float = 8.0) -> dict[str, Any]:
+        while self._cursor < len(self.frames):
+            frame = self.frames[self._cursor]
+            self._cursor += 1
+            if predicate(frame):
+                return frame
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            self._cursor = len(self.frames)
+            if predicate(frame):
+                return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Client(_Socket):
+    """A shopper socket."""
+
+    def __init__(self, ws: Any) -> None:
+        super().__init__(ws)
+        self.session: str | None = None
 
     @classmethod
     async def connect(
@@ -133,11 +176,6 @@ class Client:
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        self.frames.append(frame)
-        return frame
-
     async def next(self, type_: str, timeout: float = 5.0) -> dict[str, Any]:
         while True:
             frame = await self.recv(timeout)
@@ -154,21 +192,6 @@ class Client:
             if reply["type"] in ("ack", "error") and reply.get("id") == frame["id"]:
                 return reply
 
-    async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
-        """The first frame after the last one `until` returned that satisfies `predicate`,
-        whether it has already arrived (say, before an ack) or is still to come."""
-        while self._cursor < len(self.frames):
-            frame = self.frames[self._cursor]
-            self._cursor += 1
-            if predicate(frame):
-                return frame
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            self._cursor = len(self.frames)
-            if predicate(frame):
-                return frame
-
     @property
     def events(self) -> list[dict[str, Any]]:
         return [f for f in self.frames if "seq" in f and f["type"] != "ack"]
@@ -176,51 +199,44 @@ class Client:
     def last_message(self) -> dict[str, Any]:
         return [f for f in self.events if f["type"] == "message" and f["from"] != "shopper"][-1]
 
-    async def close(self) -> None:
-        await self.ws.close()
 
-
-class Agent:
+class Agent(_Socket):
     """An agent console as a client: logs in over HTTP, then talks on /agent/ws."""
 
     def __init__(self, ws: Any, token: str) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self.token = token
-        self.frames: list[dict[str, Any]] = []
-        self._n = 0
 
     @classmethod
-    async def login(cls, server: ServerProcess, username: str, password: str) -> Agent:
-        req = urllib.request.Request(
-            server.http + "/agent/api/login",
-            method="POST",
-            data=json.dumps({"username": username, "password": password}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            token = json.loads(r.read())["token"]
-        return await cls.connect(server, token)
+    async def login(cls, server: Served, username: str, password: str) -> Agent:
+        """Log in over HTTP (without blocking the loop: the server may run in it), then open
+        the console socket."""
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                server.http + "/agent/api/login",
+                json={"username": username, "password": password},
+                timeout=10,
+            )
+        r.raise_for_status()
+        return await cls.connect(server, r.json()["token"])
+
+    async def logout(self, server: Served) -> None:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                server.http + "/agent/api/logout",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=10,
+            )
+        r.raise_for_status()
 
     @classmethod
-    async def connect(cls, server: ServerProcess, token: str) -> Agent:
+    async def connect(cls, server: Served, token: str) -> Agent:
         """Another console (a second tab, another box) on an existing login."""
         ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/agent/ws")
         agent = cls(ws, token)
         await ws.send(json.dumps({"type": "auth", "token": token}))
         await agent.until(lambda f: f["type"] == "welcome")
         return agent
-
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        self.frames.append(frame)
-        return frame
-
-    async def until(self, predicate: Any, timeout: float = 8.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            if predicate(frame):
-                return frame
 
     async def act(self, frame: dict[str, Any]) -> dict[str, Any]:
         self._n += 1
@@ -229,9 +245,6 @@ class Agent:
         return await self.until(
             lambda f: f.get("id") == frame["id"] and f["type"] in ("ack", "error")
         )
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 def add_agent(

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -18,8 +17,7 @@ from flowengine.actions.orders import return_eligibility
 from flowengine.actions.perform import BackendActions
 from flowengine.actions.registry import ACTIONS
 from flowengine.engine import model as m
-
-TODAY = date(2026, 11, 22)
+from tests.conftest import TODAY
 
 
 async def _run(name: str, backend: Any, **args: Any) -> m.ActionResult:

@@ -15,6 +15,7 @@ from flowengine.engine import model as m
 from flowengine.engine.step import MAX_TEXT, start, step
 from flowengine.language import ir, load_project
 from flowengine.language.text import fallback_chain
+from tests.conftest import TODAY
 
 
 def _project(tmp_path: Path, text: str, name: str = "f.yaml") -> ir.Project:
@@ -124,7 +125,7 @@ def _settle(project: ir.Project, r: m.Result) -> m.Result:
 
             from flowengine.actions.orders import lookup
 
-            out = asyncio.run(lookup(DemoBackend(date(2026, 11, 22)), e.args, date(2026, 11, 22)))
+            out = asyncio.run(lookup(DemoBackend(TODAY), e.args, TODAY))
             return step(project, r.state, m.ActionResult(e.call_id, out.outcome, out.data), 3)
     return r
 

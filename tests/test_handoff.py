@@ -1,13 +1,16 @@
 """Live-agent handoff end to end: a shopper on one instance, an agent console on another, one
 Redis; queue, claim, messages both ways, typing, notes, close, hand back, transfer, timeouts,
-auto-assign, webhooks. Real processes, a real redis-server."""
+auto-assign, webhooks. Two real app instances (each its own store, pool and pub/sub connection)
+served over real sockets in this process, a real redis-server; queue timeouts move the
+instances' clock instead of waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,13 @@ from typing import Any
 import pytest
 import websockets
 
+from flowengine.handoff.accounts import Account
 from flowengine.handoff.config import HandoffConfig, parse
+from flowengine.handoff.passwords import hash_password
 from flowengine.handoff.routing import is_open, route, score
 from flowengine.handoff.webhooks import signature
+from flowengine.server.config import ServerConfig
+from tests.app_server import AppServer
 from tests.server_process import Agent, Client, ServerProcess, add_agent
 
 CONFIG = """
@@ -71,24 +78,37 @@ def _config(tmp_path: Path, hook: str, mode: str = "pull", timeout: float = 300)
     return path
 
 
+PASSWORD = "correct-horse-battery"
+
+
+def _account(server: AppServer, username: str, teams: str) -> None:
+    """An agent account, as `flowengine agents add` makes it (test_agent_auth runs the CLI)."""
+    server.runtime.handoffs.accounts.put(
+        Account(
+            username,
+            username.capitalize(),
+            "agent",
+            tuple(teams.split(",")),
+            hash_password(PASSWORD),
+        )
+    )
+
+
+def _box(redis_url: str, cfg: Path, clock: Callable[[], float] = time.time) -> AppServer:
+    return AppServer(ServerConfig(redis_url=redis_url, handoff_config=str(cfg)), clock)
+
+
 @pytest.fixture
-def boxes(
-    tmp_path: Path, redis_server: Any, hook_url: str
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+async def boxes(
+    tmp_path: Path, redis_server: Any, hook_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[AppServer, AppServer]]:
     redis_server.flush()
+    monkeypatch.setenv("HOOK_SECRET", "hook-secret")
     cfg = _config(tmp_path, hook_url)
-    env = {"HOOK_SECRET": "hook-secret"}
-    a = ServerProcess(
-        "--redis-url", redis_server.url, "--handoff-config", str(cfg), env=env
-    ).start()
-    b = ServerProcess(
-        "--redis-url", redis_server.url, "--handoff-config", str(cfg), env=env
-    ).start()
-    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
-    add_agent("bob", teams="returns", redis_url=redis_server.url)
-    yield a, b
-    a.stop()
-    b.stop()
+    async with _box(redis_server.url, cfg) as a, _box(redis_server.url, cfg) as b:
+        _account(a, "alice", "orders,general")
+        _account(a, "bob", "returns")
+        yield a, b
 
 
 async def _to_a_person(c: Client) -> dict[str, Any]:
@@ -103,7 +123,7 @@ async def _to_a_person(c: Client) -> dict[str, Any]:
 
 async def test_shopper_and_agent_on_two_boxes(boxes: Any) -> None:
     a, b = boxes
-    agent = await Agent.login(b, "alice", "correct-horse-battery")
+    agent = await Agent.login(b, "alice", PASSWORD)
     await agent.until(lambda f: f["type"] == "queue")  # online now
     shopper = await Client.connect(a.ws_url, context={"shopper": {"name": "Chloe"}})
     queued = await _to_a_person(shopper)
@@ -164,8 +184,8 @@ async def test_shopper_and_agent_on_two_boxes(boxes: Any) -> None:
 async def test_twenty_agents_claim_at_once_one_wins(boxes: Any, redis_server: Any) -> None:
     a, b = boxes
     for i in range(4):
-        add_agent(f"agent{i}", teams="orders", redis_url=redis_server.url)
-    first = [await Agent.login(a, f"agent{i}", "correct-horse-battery") for i in range(4)]
+        _account(a, f"agent{i}", "orders")
+    first = [await Agent.login(a, f"agent{i}", PASSWORD) for i in range(4)]
     agents = first + [await Agent.connect(a if i % 2 else b, first[i % 4].token) for i in range(16)]
     shopper = await Client.connect(a.ws_url)
     await _to_a_person(shopper)
@@ -192,8 +212,8 @@ async def _drain(c: Client, seconds: float = 0.5) -> list[dict[str, Any]]:
 
 async def test_transfer_to_another_team(boxes: Any) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", "correct-horse-battery")
-    bob = await Agent.login(b, "bob", "correct-horse-battery")
+    alice = await Agent.login(a, "alice", PASSWORD)
+    bob = await Agent.login(b, "bob", PASSWORD)
     await bob.until(lambda f: f["type"] == "queue")
     shopper = await Client.connect(a.ws_url)
     await _to_a_person(shopper)
@@ -215,7 +235,7 @@ async def test_transfer_to_another_team(boxes: Any) -> None:
 
 async def test_webhooks_are_signed_and_retried(boxes: Any) -> None:
     a, b = boxes
-    agent = await Agent.login(b, "alice", "correct-horse-battery")
+    agent = await Agent.login(b, "alice", PASSWORD)
     await agent.until(lambda f: f["type"] == "queue")
     shopper = await Client.connect(a.ws_url)
     await _to_a_person(shopper)
@@ -245,48 +265,40 @@ async def test_nobody_claims_in_time_and_auto_assign(
     tmp_path: Path, redis_server: Any, hook_url: str
 ) -> None:
     redis_server.flush()
-    slow = ServerProcess(
-        "--redis-url",
-        redis_server.url,
-        "--handoff-config",
-        str(_config(tmp_path, hook_url, timeout=1)),
-    ).start()
-    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
-    try:
-        agent = await Agent.login(slow, "alice", "correct-horse-battery")
+    now = [time.time()]
+    cfg = _config(tmp_path, hook_url, timeout=120)
+    async with _box(redis_server.url, cfg, lambda: now[0]) as box:
+        _account(box, "alice", "orders,general")
+        agent = await Agent.login(box, "alice", PASSWORD)
         await agent.until(lambda f: f["type"] == "queue")
-        shopper = await Client.connect(slow.ws_url)
-        await _to_a_person(shopper)
+        shopper = await Client.connect(box.ws_url)
+        queued = await _to_a_person(shopper)
+        assert queued["status"] == "queued"
+        now[0] += 119
+        await box.runtime.handoffs.sweep()
+        assert (await box.runtime.store.get_handoff(shopper.session or ""))["status"] == "queued"
+        now[0] += 2  # past queue_timeout: the next sweep gives the chat to the flow's offline exit
+        await box.runtime.handoffs.sweep()
         timed_out = await shopper.until(
-            lambda f: f.get("type") == "handoff" and f["status"] == "offline", timeout=10
+            lambda f: f.get("type") == "handoff" and f["status"] == "offline"
         )
         assert timed_out["reason"] == "timeout"
         await shopper.until(lambda f: f.get("input") and f["input"]["kind"] == "email")  # a message
         await agent.close()
         await shopper.close()
-    finally:
-        slow.stop()
     auto_dir = tmp_path / "auto"
     auto_dir.mkdir()
-    auto = ServerProcess(
-        "--redis-url",
-        redis_server.url,
-        "--handoff-config",
-        str(_config(auto_dir, hook_url, mode="auto")),
-    ).start()
-    try:
-        agent = await Agent.login(auto, "alice", "correct-horse-battery")
+    async with _box(redis_server.url, _config(auto_dir, hook_url, mode="auto")) as box:
+        agent = await Agent.login(box, "alice", PASSWORD)
         await agent.until(lambda f: f["type"] == "queue")
-        shopper = await Client.connect(auto.ws_url)
+        shopper = await Client.connect(box.ws_url)
         await _to_a_person(shopper)
-        assigned = await shopper.until(lambda f: f.get("status") == "assigned", timeout=10)
+        assigned = await shopper.until(lambda f: f.get("status") == "assigned")
         assert assigned["agent"] == "Alice"
         mine = await agent.until(lambda f: f["type"] == "queue" and f["mine"])
         assert mine["mine"][0]["session"] == shopper.session
         await agent.close()
         await shopper.close()
-    finally:
-        auto.stop()
 
 
 async def test_agent_auth(tmp_path: Path) -> None:
@@ -309,7 +321,7 @@ async def test_agent_auth(tmp_path: Path) -> None:
         ws = await websockets.connect(f"ws://127.0.0.1:{proc.port}/agent/ws")
         await ws.send(json.dumps({"type": "auth", "token": "x" * 40}))
         assert json.loads(await ws.recv())["code"] == "unauthorized"
-        agent = await Agent.login(proc, "carol", "correct-horse-battery")
+        agent = await Agent.login(proc, "carol", PASSWORD)
         welcome = agent.frames[0]
         assert welcome["agent"]["username"] == "carol" and "password_hash" not in json.dumps(
             welcome
@@ -354,32 +366,28 @@ def test_routing_schedule_and_config_errors() -> None:
             parse(bad)
 
 
-async def test_the_queue_survives_a_restart_and_logout_ends_a_login(boxes: Any) -> None:
-    import urllib.request
-
+async def test_the_queue_survives_a_restart_and_logout_ends_a_login(
+    boxes: Any, redis_server: Any, tmp_path: Path
+) -> None:
     a, b = boxes
-    agent = await Agent.login(a, "alice", "correct-horse-battery")
+    agent = await Agent.login(a, "alice", PASSWORD)
     await agent.until(lambda f: f["type"] == "queue")
     shopper = await Client.connect(b.ws_url)
     await _to_a_person(shopper)
     await agent.close()
-    a.stop()
-    b.stop()
-    a.start()  # every server restarted; the queue is in Redis
-    again = await Agent.connect(a, agent.token)  # the login too
-    waiting = await again.until(lambda f: f["type"] == "queue" and f["waiting"])
-    assert waiting["waiting"][0]["session"] == shopper.session
-    req = urllib.request.Request(
-        a.http + "/agent/api/logout",
-        method="POST",
-        data=b"",
-        headers={"Authorization": f"Bearer {agent.token}"},
-    )
-    urllib.request.urlopen(req, timeout=5)
-    ws = await websockets.connect(f"ws://127.0.0.1:{a.port}/agent/ws")
-    await ws.send(json.dumps({"type": "auth", "token": agent.token}))
-    assert json.loads(await ws.recv())["code"] == "unauthorized"
-    await again.close()
+    await a.stop()
+    await b.stop()
+    # Every server stopped; a new one on the same Redis has the queue and the login.
+    async with _box(redis_server.url, tmp_path / "handoff.yaml") as fresh:
+        again = await Agent.connect(fresh, agent.token)
+        waiting = await again.until(lambda f: f["type"] == "queue" and f["waiting"])
+        assert waiting["waiting"][0]["session"] == shopper.session
+        await again.logout(fresh)
+        ws = await websockets.connect(f"ws://127.0.0.1:{fresh.port}/agent/ws")
+        await ws.send(json.dumps({"type": "auth", "token": agent.token}))
+        assert json.loads(await ws.recv())["code"] == "unauthorized"
+        await ws.close()
+        await again.close()
 
 
 async def test_out_of_hours_goes_straight_to_leaving_a_message(
@@ -397,10 +405,9 @@ async def test_out_of_hours_goes_straight_to_leaving_a_message(
         "teams: [general, orders]\nschedule:\n  timezone: UTC\n  hours:\n"
         f"    {other_day}: '03:00-03:01'\n"
     )
-    proc = ServerProcess("--redis-url", redis_server.url, "--handoff-config", str(cfg)).start()
-    add_agent("alice", teams="orders,general", redis_url=redis_server.url)
-    try:
-        agent = await Agent.login(proc, "alice", "correct-horse-battery")  # online, but closed
+    async with _box(redis_server.url, cfg) as proc:
+        _account(proc, "alice", "orders,general")
+        agent = await Agent.login(proc, "alice", PASSWORD)  # online, but closed
         await agent.until(lambda f: f["type"] == "queue")
         shopper = await Client.connect(proc.ws_url)
         await shopper.until(lambda f: f.get("seq") == 1)
@@ -410,13 +417,11 @@ async def test_out_of_hours_goes_straight_to_leaving_a_message(
         await shopper.until(lambda f: (f.get("input") or {}).get("kind") == "email")
         await agent.close()
         await shopper.close()
-    finally:
-        proc.stop()
 
 
 async def test_an_agent_who_reconnects_picks_up_their_chats(boxes: Any) -> None:
     a, b = boxes
-    agent = await Agent.login(a, "alice", "correct-horse-battery")
+    agent = await Agent.login(a, "alice", PASSWORD)
     await agent.until(lambda f: f["type"] == "queue")
     shopper = await Client.connect(b.ws_url)
     await _to_a_person(shopper)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +17,8 @@ from flowengine.actions.registry import ACTIONS
 from flowengine.engine import model as m
 from flowengine.engine.step import start, step
 from flowengine.language import ir
+from tests.conftest import TODAY
 
-TODAY = date(2026, 11, 22)
 BACKEND = DemoBackend(TODAY)
 ORDERS = list(BACKEND.orders.values())
 

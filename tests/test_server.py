@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 import websockets
 
+from flowengine.server.config import ServerConfig
+from tests.app_server import AppServer
 from tests.server_process import Client, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    proc = ServerProcess().start()
-    yield proc
-    proc.stop()
 
 
 async def test_a_whole_conversation(server: ServerProcess) -> None:
@@ -95,7 +89,18 @@ async def test_two_tabs_clicking_at_once_lose_and_duplicate_nothing(server: Serv
     await a.act({"type": "restart"})
     for c in (a, b):
         await c.until(lambda f: f.get("type") == "message" and f.get("options"))
-    await asyncio.gather(*[c.act({"type": "text", "text": "gibberish"}) for c in (a, b)])
+    replies = await asyncio.gather(*[c.act({"type": "text", "text": "gibberish"}) for c in (a, b)])
+    assert [r.get("code") for r in replies] == ["expected_choice", "expected_choice"]
+    before = len(a.events)
+    clicks = await asyncio.gather(
+        *[c.act({"type": "choose", "option": o}) for c, o in ((a, "sizes"), (b, "shipping"))]
+    )
+    assert sorted(r["type"] for r in clicks) == ["ack", "error"]  # one menu, one click wins
+    won = next(r for r in clicks if r["type"] == "ack")
+    for c in (a, b):
+        await c.until(lambda f, s=won["seq"]: f.get("seq") == s)
+    assert [e["seq"] for e in a.events] == [e["seq"] for e in b.events]
+    assert len(a.events) > before
     await a.close()
     await b.close()
 
@@ -193,16 +198,13 @@ async def test_origin_is_checked_before_the_socket_opens(server: ServerProcess) 
 
 
 async def test_allowed_origins_option() -> None:
-    proc = ServerProcess("--allowed-origins", "https://shop.example").start()
-    try:
+    async with AppServer(ServerConfig(allowed_origins=("https://shop.example",))) as proc:
         ok = await Client.connect(proc.ws_url, origin="https://shop.example")
         await ok.close()
         with pytest.raises(websockets.exceptions.InvalidStatus):
             await websockets.connect(
                 proc.ws_url, additional_headers={"Origin": "http://localhost:1"}
             )
-    finally:
-        proc.stop()
 
 
 def test_health_readiness_metrics_and_demo_page(server: ServerProcess) -> None:
@@ -232,8 +234,8 @@ def test_broken_flows_are_never_served(tmp_path) -> None:  # type: ignore[no-unt
 async def test_a_dead_order_backend_takes_the_error_exit_and_the_session_lives() -> None:
     from tests.redis_server import free_port
 
-    proc = ServerProcess("--orders-api", f"http://127.0.0.1:{free_port()}/api").start()
-    try:
+    config = ServerConfig(orders_api=f"http://127.0.0.1:{free_port()}/api")
+    async with AppServer(config) as proc:
         c = await Client.connect(proc.ws_url)
         await c.until(lambda f: f.get("seq") == 1)
         await c.act({"type": "choose", "option": "track"})
@@ -245,32 +247,36 @@ async def test_a_dead_order_backend_takes_the_error_exit_and_the_session_lives()
         ack = await c.act({"type": "choose", "option": "person"})
         assert ack["type"] == "ack"
         await c.close()
-    finally:
-        proc.stop()
 
 
 async def test_idle_sessions_expire_and_come_back_fresh() -> None:
-    proc = ServerProcess("--session-ttl", "1").start()
-    try:
+    now = [1_800_000_000.0]
+    async with AppServer(ServerConfig(session_ttl=600), lambda: now[0]) as proc:
         c = await Client.connect(proc.ws_url)
         await c.until(lambda f: f.get("seq") == 1)
         await c.close()
-        await asyncio.sleep(1.5)
+        now[0] += 599  # idle, but not for long enough
+        kept = await Client.connect(proc.ws_url, session=c.session, last_seq=1)
+        assert kept.frames[0] == {
+            "type": "session",
+            "session": c.session,
+            "resumed": True,
+            "expired": False,
+        }
+        await kept.close()
+        now[0] += 601  # idle past the TTL (a resume reads; only a change keeps it alive)
         again = await Client.connect(proc.ws_url, session=c.session, last_seq=1)
         assert again.frames[0]["expired"] is True and again.frames[0]["session"] != c.session
         first = await again.until(lambda f: f.get("seq") == 1)
         assert first["options"]
         await again.close()
-    finally:
-        proc.stop()
 
 
 async def test_identity_verification_by_hmac() -> None:
     from flowengine.server.identity import user_hash
 
     secret = "s3cret-shared-with-the-shop"
-    proc = ServerProcess(env={"FLOWENGINE_IDENTITY_SECRET": secret}).start()
-    try:
+    async with AppServer(ServerConfig(identity_secret=secret)) as proc:
         for given, asked_for_email in (
             (user_hash(secret, "Anna.Novak@example.com"), False),
             ("0" * 64, True),
@@ -286,5 +292,3 @@ async def test_identity_verification_by_hmac() -> None:
             else:
                 await c.until(lambda f: "still cancel" in f.get("text", ""))
             await c.close()
-    finally:
-        proc.stop()

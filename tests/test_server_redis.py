@@ -8,12 +8,14 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flowengine.server.config import ServerConfig
+from tests.app_server import AppServer
 from tests.server_process import ROOT, Client, ServerProcess
 
 
@@ -24,18 +26,20 @@ def redis_url(redis_server: Any) -> str:
 
 
 @pytest.fixture
-def two_servers(redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    a = ServerProcess("--redis-url", redis_url).start()
-    b = ServerProcess(env={"FLOWENGINE_REDIS_URL": redis_url}).start()
-    yield a, b
-    a.stop()
-    b.stop()
+async def two_servers(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[AppServer, AppServer]]:
+    """Two instances on one Redis, in this process: each its own store, pool and pub/sub
+    connection. One is given the URL, the other finds it in the environment."""
+    monkeypatch.setenv("FLOWENGINE_REDIS_URL", redis_url)
+    async with AppServer(ServerConfig(redis_url=redis_url)) as a, AppServer(ServerConfig()) as b:
+        yield a, b
 
 
 async def test_a_session_started_on_one_box_continues_on_another(two_servers: Any) -> None:
     a, b = two_servers
-    assert json.loads(a.get("/readyz")[1])["store"] == "redis"
-    assert json.loads(b.get("/readyz")[1])["store"] == "redis"
+    assert json.loads((await a.get("/readyz"))[1])["store"] == "redis"
+    assert json.loads((await b.get("/readyz"))[1])["store"] == "redis"
     c = await Client.connect(a.ws_url)
     await c.until(lambda f: f.get("seq") == 1)
     await c.act({"type": "choose", "option": "track"})
@@ -70,19 +74,16 @@ async def test_pinned_flow_versions_follow_the_session_across_boxes(
 ) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(ROOT / "flows", flows)
-    a = ServerProcess("--redis-url", redis_url, flows=flows).start()
-    try:
+    async with AppServer(ServerConfig(redis_url=redis_url, flows_dir=str(flows))) as a:
         c = await Client.connect(a.ws_url)
         await c.until(lambda f: f.get("seq") == 1)
         await c.act({"type": "choose", "option": "sizes"})
-        old_version = json.loads(a.get("/readyz")[1])["flows_version"]
-    finally:
-        a.stop()
+        old_version = json.loads((await a.get("/readyz"))[1])["flows_version"]
+        await c.close()
     guide = flows / "size_guide.yaml"
     guide.write_text(guide.read_text().replace("**Tops** (chest, cm)", "**Tops, new table**"))
-    b = ServerProcess("--redis-url", redis_url, flows=flows).start()
-    try:
-        assert json.loads(b.get("/readyz")[1])["flows_version"] != old_version
+    async with AppServer(ServerConfig(redis_url=redis_url, flows_dir=str(flows))) as b:
+        assert json.loads((await b.get("/readyz"))[1])["flows_version"] != old_version
         old = await Client.connect(b.ws_url, session=c.session, last_seq=c.events[-1]["seq"])
         await old.act({"type": "choose", "option": "tops"})
         assert any("**Tops** (chest, cm)" in e.get("text", "") for e in old.events)
@@ -93,8 +94,6 @@ async def test_pinned_flow_versions_follow_the_session_across_boxes(
         assert any("**Tops, new table**" in e.get("text", "") for e in new.events)
         await old.close()
         await new.close()
-    finally:
-        b.stop()
 
 
 async def test_redis_goes_away_and_comes_back(redis_server: Any, redis_url: str) -> None:

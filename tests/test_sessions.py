@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 from pathlib import Path
 
 from flowengine.actions.demo_backend import DemoBackend
@@ -22,6 +21,7 @@ from flowengine.server.redact import RedactingFilter, redact
 from flowengine.server.sessions import SessionService
 from flowengine.server.tasks import Tasks
 from flowengine.store.memory import MemoryStore
+from tests.conftest import TODAY
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
 
@@ -33,7 +33,7 @@ def _service(clock: list[float]) -> SessionService:
     service = SessionService(
         store,
         flows,
-        BackendActions(DemoBackend(date(2026, 11, 22)), lambda: date(2026, 11, 22)),
+        BackendActions(DemoBackend(TODAY), lambda: TODAY),
         ServerConfig(),
         Metrics(),
         Analytics(store),

@@ -25,13 +25,6 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, 
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    proc = ServerProcess().start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -229,18 +222,18 @@ def test_proactive_open_once_per_session_and_the_js_api(browser: Browser, tmp_pa
         page.reload()
         page.wait_for_timeout(1800)
         expect(page.get_by_role("dialog")).to_be_hidden()  # at most once per session
-        seen = page.evaluate("""() => new Promise(resolve => {
-            const events = [];
-            FlowEngine.on('open', () => events.push('open'));
-            FlowEngine.on('message', m => {
-                events.push(m.from);
-                if (m.from === 'shopper') resolve(events);
-            });
+        page.evaluate("""() => {
+            window.seen = [];
+            FlowEngine.on('open', () => seen.push('open'));
+            FlowEngine.on('message', m => seen.push(m.from));
             FlowEngine.open();
-            setTimeout(() => resolve(events), 4000);
-        })""")
-        assert seen[0] == "open"
+        }""")
+        expect(page.get_by_role("dialog")).to_be_visible()
         page.get_by_role("button", name="Size guide").click()
+        # The API tells the page: opened, then the shopper's click, then the bot's answer.
+        page.wait_for_function("() => seen.lastIndexOf('bot') > seen.indexOf('shopper')")
+        seen = page.evaluate("seen")
+        assert seen[0] == "open" and "shopper" in seen, seen
         page.evaluate("FlowEngine.close()")
         expect(page.get_by_role("dialog")).to_be_hidden()
     finally:
