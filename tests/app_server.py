@@ -22,9 +22,10 @@ from flowengine.server.app import create_app
 from flowengine.server.config import ServerConfig
 from flowengine.server.runtime import Runtime
 from tests.redis_server import free_port
+from tests.server_process import Listening
 
 
-class AppServer:
+class AppServer(Listening):
     def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
         self.port = free_port()
         self.app = create_app(config, clock)
@@ -41,14 +42,6 @@ class AppServer:
             )
         )
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     async def start(self) -> AppServer:
         self._task = asyncio.create_task(self._server.serve())

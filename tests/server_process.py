@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import websockets
@@ -21,7 +21,21 @@ from tests.redis_server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class ServerProcess:
+class Listening:
+    """A server on this machine's loopback, at `port`."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+class ServerProcess(Listening):
     def __init__(
         self, *args: str, flows: Path | None = None, env: dict[str, str] | None = None
     ) -> None:
@@ -31,14 +45,6 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.log = ""
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> ServerProcess:
         cmd = [
@@ -92,15 +98,6 @@ class ServerProcess:
         if self.proc is not None and self.proc.stdout is not None:
             self.log = self.proc.stdout.read()
         self.proc = None
-
-
-class Served(Protocol):
-    """A running server: a `ServerProcess`, or an `AppServer` in this process."""
-
-    port: int
-
-    @property
-    def http(self) -> str: ...
 
 
 class _Socket:
@@ -208,7 +205,7 @@ class Agent(_Socket):
         self.token = token
 
     @classmethod
-    async def login(cls, server: Served, username: str, password: str) -> Agent:
+    async def login(cls, server: Listening, username: str, password: str) -> Agent:
         """Log in over HTTP (without blocking the loop: the server may run in it), then open
         the console socket."""
         async with httpx.AsyncClient() as http:
@@ -220,7 +217,7 @@ class Agent(_Socket):
         r.raise_for_status()
         return await cls.connect(server, r.json()["token"])
 
-    async def logout(self, server: Served) -> None:
+    async def logout(self, server: Listening) -> None:
         async with httpx.AsyncClient() as http:
             r = await http.post(
                 server.http + "/agent/api/logout",
@@ -230,7 +227,7 @@ class Agent(_Socket):
         r.raise_for_status()
 
     @classmethod
-    async def connect(cls, server: Served, token: str) -> Agent:
+    async def connect(cls, server: Listening, token: str) -> Agent:
         """Another console (a second tab, another box) on an existing login."""
         ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/agent/ws")
         agent = cls(ws, token)
