@@ -326,6 +326,31 @@ def test_the_agent_console_claims_and_replies_and_renders_hostile_text_inert(
         console.screenshot(path=str(ARTIFACTS / "console-chat.png"))
         _shot(shopper, "with-agent")
         assert "Offered an exchange" not in shopper.content()
+
+        # A second chat claimed while the first is shown: the console shows the second, and the
+        # next reply reaches that shopper only (never the one still on screen before).
+        other = _page(browser, "desktop")
+        other.goto(server.http + "/")
+        other.get_by_role("button", name="Open chat").click()
+        other.get_by_role("button", name="Talk to a person").first.click()
+        expect(other.get_by_text("Waiting for a person…")).to_be_visible()
+        claim = console.locator("#queue").get_by_role("button", name="Claim")
+        expect(claim).to_be_visible(timeout=10000)
+        claim.click()
+        expect(
+            console.get_by_role("heading", name="Shopper · main · main menu")
+        ).to_be_visible()
+        console.get_by_label("Reply to the shopper").fill("Hello second shopper")
+        console.get_by_label("Reply to the shopper").press("Enter")
+        expect(other.get_by_text("Hello second shopper")).to_be_visible()
+        expect(console.locator("#transcript").get_by_text("Hello second shopper")).to_be_visible()
+        assert "Hello second shopper" not in shopper.content()
+        other.context.close()
+
+        console.locator("#mine").get_by_text("erik.dvorak@example.com").click()
+        expect(
+            console.get_by_role("heading", name="erik.dvorak@example.com · track_order · tracking")
+        ).to_be_visible()
         console.get_by_role("button", name="Hand back to bot").click()
         expect(shopper.get_by_text("You're back with the assistant.")).to_be_visible()
         assert dialogs == []

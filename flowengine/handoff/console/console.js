@@ -9,6 +9,7 @@
   var me = null, ws = null, backoff = 500, counter = 0;
   var chats = {};        // session -> {packet, handoff, events: [], unread, notes}
   var active = null;     // the session shown
+  var wanted = null;     // the session the agent asked to see (claim), shown when it arrives
   var mine = [];         // sessions assigned to me
   var waitingCount = 0;
   var lastQueue = null;
@@ -123,8 +124,10 @@
           });
         }
       }
-      if (!active) show(f.session);
-      else if (active === f.session) show(f.session);
+      // Show the chat the agent just claimed or opened (never keep another one on screen, where
+      // the next reply would go to the wrong shopper); a chat reopened after a reconnect only
+      // when nothing is shown.
+      if (!active || active === f.session || wanted === f.session) { wanted = null; show(f.session); }
     } else if (f.type === "event") {
       var chat = chats[f.session];
       if (!chat) return;
@@ -156,7 +159,7 @@
       li.appendChild(el("strong", (r.reason || "handoff") + " · " + r.team));
       li.appendChild(el("span", "flow " + r.flow + " · " + r.priority + " · waiting " + fmtWait(r.waiting), "meta"));
       var b = el("button", "Claim", "primary");
-      b.addEventListener("click", function () { send({ type: "claim", session: r.session }); });
+      b.addEventListener("click", function () { wanted = r.session; send({ type: "claim", session: r.session }); });
       li.appendChild(b);
       q.appendChild(li);
     });
