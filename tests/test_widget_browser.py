@@ -337,9 +337,7 @@ def test_the_agent_console_claims_and_replies_and_renders_hostile_text_inert(
         claim = console.locator("#queue").get_by_role("button", name="Claim")
         expect(claim).to_be_visible(timeout=10000)
         claim.click()
-        expect(
-            console.get_by_role("heading", name="Shopper · main · main menu")
-        ).to_be_visible()
+        expect(console.get_by_role("heading", name="Shopper · main · main menu")).to_be_visible()
         console.get_by_label("Reply to the shopper").fill("Hello second shopper")
         console.get_by_label("Reply to the shopper").press("Enter")
         expect(other.get_by_text("Hello second shopper")).to_be_visible()

@@ -28,7 +28,7 @@ from ..server.runtime import Runtime
 from ..server.sessions import SessionGone
 from ..store import StoreUnavailable
 from .accounts import Account
-from .service import NotAllowed, NotYours
+from .service import NotAllowed, NotAvailable, NotYours
 
 log = logging.getLogger("flowengine.agents")
 
@@ -119,10 +119,12 @@ async def on_claim(conn: AgentSocket, frame: dict[str, Any]) -> None:
     sid = _session(frame)
     try:
         await conn.show(sid, lambda: conn.runtime.handoffs.claim(conn.account, sid))
-    except NotAllowed:
+    except NotAvailable:
         raise ProtocolError(
             "not_available", "someone else took this chat, or it left the queue"
         ) from None
+    except NotAllowed:
+        raise ProtocolError("not_allowed", "this chat is not in your teams") from None
 
 
 async def on_open(conn: AgentSocket, frame: dict[str, Any]) -> None:
@@ -142,7 +144,9 @@ async def on_note(conn: AgentSocket, frame: dict[str, Any]) -> None:
 
 
 async def on_typing(conn: AgentSocket, frame: dict[str, Any]) -> None:
-    await conn.runtime.handoffs.agent_typing(conn.account, _session(frame))
+    # Ephemeral: typing in a chat that is not (or no longer) yours is dropped without an error.
+    with contextlib.suppress(NotYours):
+        await conn.runtime.handoffs.agent_typing(conn.account, _session(frame))
 
 
 async def on_close(conn: AgentSocket, frame: dict[str, Any]) -> None:
@@ -159,6 +163,9 @@ async def on_transfer(conn: AgentSocket, frame: dict[str, Any]) -> None:
         raise ProtocolError("bad_frame", f"unknown team '{str(team)[:32]}'")
     await conn.runtime.handoffs.transfer(conn.account, _session(frame), team)
 
+
+# Frames that change something carry an `id` (the ack names it); the rest may.
+NEEDS_ID = frozenset({"claim", "open", "reply", "note", "close", "handback", "transfer"})
 
 HANDLERS: dict[str, Handler] = {
     "ping": on_ping,
@@ -233,6 +240,10 @@ async def _converse(conn: AgentSocket) -> None:
             handler = HANDLERS.get(frame["type"])
             if handler is None:
                 raise ProtocolError("unknown_type", f"unknown frame type '{frame['type'][:32]}'")
+            if action_id is None and frame["type"] in NEEDS_ID:
+                raise ProtocolError(
+                    "bad_id", f"'{frame['type']}' needs an 'id' of 1 to 64 characters"
+                )
             await handler(conn, frame)
             if action_id is not None:
                 await conn.send(frames.agent_ack(action_id))

@@ -45,7 +45,11 @@ class NotYours(Exception):
 
 
 class NotAllowed(Exception):
-    """The chat is not in the agent's teams (or has left the queue)."""
+    """The chat is not in the agent's teams."""
+
+
+class NotAvailable(Exception):
+    """The chat is no longer waiting: another agent took it, or it left the queue."""
 
 
 def _token_hash(token: str) -> str:
@@ -179,7 +183,12 @@ class HandoffService:
             teams=self._teams(agent),
         )
         if record is None:
-            raise NotAllowed(sid)  # somebody else was faster, or not this agent's team
+            # Not waiting any more, or not this agent's team: say which (a read, on failure only).
+            current = await self.store.get_handoff(sid)
+            teams = self._teams(agent)
+            if current is not None and teams is not None and current.get("team") not in teams:
+                raise NotAllowed(sid)
+            raise NotAvailable(sid)
         # Read what the agent will see first, and step the engine on the state read with it:
         # a claim is three round trips (transition, read, commit), the engine's step included.
         view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
@@ -234,6 +243,8 @@ class HandoffService:
         return note
 
     async def agent_typing(self, agent: Account, sid: str) -> None:
+        """Only the agent who has the chat makes the shopper see "typing"."""
+        await self._mine(agent, sid)
         await self.store.signal(sid, {"typing": "agent", "name": agent.name})
 
     async def shopper_typing(self, sid: str) -> None:
@@ -334,7 +345,7 @@ class HandoffService:
             )
             try:
                 await self.claim(account, record["session"])
-            except NotAllowed:
+            except (NotAllowed, NotAvailable):
                 continue
             loads[chosen] += 1
 
