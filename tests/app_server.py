@@ -26,8 +26,15 @@ from tests.server_process import Listening
 
 
 class AppServer(Listening):
-    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: Callable[[], float] = time.time,
+        *,
+        port: int | None = None,
+    ) -> None:
+        """`port`: a given one (a restarted server where the last one was), else a free one."""
+        self.port = port or free_port()
         self.app = create_app(config, clock)
         self.runtime: Runtime = self.app.state.runtime
         self._server = uvicorn.Server(

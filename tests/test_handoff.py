@@ -442,3 +442,23 @@ async def test_an_agent_who_reconnects_picks_up_their_chats(boxes: Any) -> None:
     await shopper.until(lambda f: f.get("from") == "agent" and f["text"] == "Yes, sorry!")
     await back.close()
     await shopper.close()
+
+
+async def test_the_login_throttle_counts_failures_on_every_box(boxes: Any) -> None:
+    a, b = boxes
+    # A team behind one office address logging in at shift start: successes never count.
+    for _ in range(8):
+        agent = await Agent.login(a if _ % 2 else b, "alice", PASSWORD)
+        await agent.close()
+    # Failures do, per username, on every instance alike.
+    statuses = []
+    for i in range(6):
+        status, _body = await (a if i % 2 else b).post(
+            "/agent/api/login", {"username": "bob", "password": "wrong"}
+        )
+        statuses.append(status)
+    assert statuses == [401] * 5 + [429]
+    status, body = await a.post("/agent/api/login", {"username": "bob", "password": PASSWORD})
+    assert status == 429 and "wait" in body["error"]  # the right password too, until it ends
+    agent = await Agent.login(b, "alice", PASSWORD)  # another name from the same address
+    await agent.close()

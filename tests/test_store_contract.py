@@ -261,3 +261,15 @@ async def test_presence_tokens_notes_signals_and_outbox(store: Any) -> None:
     assert await store.recover_webhooks() == 0
     await store.log_webhook({"id": "w1", "status": 200})
     assert (await store.webhook_log())[-1]["status"] == 200
+
+
+async def test_failures_are_counted_per_key_within_a_window(store: Any) -> None:
+    assert await store.failures(["user:ann", "addr:1.2.3.4"]) == [0, 0]
+    for _ in range(3):
+        await store.add_failure(["user:ann", "addr:1.2.3.4"], window=0.3)
+    await store.add_failure(["addr:1.2.3.4"], window=0.3)
+    assert await store.failures(["user:ann", "addr:1.2.3.4", "user:bob"]) == [3, 4, 0]
+    await asyncio.sleep(0.35)  # the window runs from the first failure (a TTL on Redis)
+    assert await store.failures(["user:ann", "addr:1.2.3.4"]) == [0, 0]
+    await store.add_failure(["user:ann"], window=60)
+    assert await store.failures(["user:ann"]) == [1]

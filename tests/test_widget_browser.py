@@ -1,16 +1,30 @@
-"""The widget in a real headless Chromium (Debian's chromium, driven by Playwright), on the demo
-page served by a real `flowengine serve`. Screenshots go to test-artifacts/ (look at them)."""
+"""The widget and the agent console in a real headless Chromium (Debian's chromium, driven by
+Playwright's async API), on the demo page of the real app, served by uvicorn in the test's own
+event loop over real sockets. One browser for the session, a fresh context per page. Timers in
+the page (the proactive open, the reconnect backoff) run on Playwright's clock, moved by the
+test instead of waited out. Screenshots go to test-artifacts/ (look at them)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.server_process import ROOT, ServerProcess
+from flowengine.handoff.accounts import Account
+from flowengine.handoff.passwords import hash_password
+from flowengine.server.config import ServerConfig
+from flowengine.server.identity import user_hash
+from tests.app_server import AppServer
+from tests.server_process import ROOT
+
+# One loop for the whole session: the browser is launched once and every test uses it.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -22,89 +36,135 @@ ARGS = [
     "--disable-sync",
 ]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
-        b.close()
+        await b.close()
 
 
-def _page(browser: Browser, viewport: str, locale: str = "en-US") -> Page:
-    context = browser.new_context(
-        viewport=VIEWPORTS[viewport],
-        locale=locale,
-        is_mobile=viewport == "phone",
-        has_touch=viewport == "phone",
-    )
-    page = context.new_page()
-    page.on("pageerror", lambda exc: pytest.fail(f"page error: {exc}"))
-    return page
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def shop() -> AsyncIterator[AppServer]:
+    """The shipped flows and demo page, shared by the tests that need nothing else."""
+    async with AppServer(ServerConfig()) as server:
+        yield server
 
 
-def _shot(page: Page, name: str) -> Path:
+class Pages:
+    """Browser pages for one test, each in its own context (its own storage), closed after the
+    test. Every script error and every `alert`/`confirm` on any of them fails the test."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    async def new(self, viewport: str | dict[str, int] = "desktop", locale: str = "en-US") -> Page:
+        size = VIEWPORTS[viewport] if isinstance(viewport, str) else viewport
+        context = await self.browser.new_context(
+            viewport=size,  # type: ignore[arg-type]
+            locale=locale,
+            is_mobile=viewport == "phone",
+            has_touch=viewport == "phone",
+        )
+        self.contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        page.on("dialog", self._dialog)
+        return page
+
+    async def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pages(browser: Browser) -> AsyncIterator[Pages]:
+    opened = Pages(browser)
+    yield opened
+    for context in opened.contexts:
+        await context.close()
+    assert opened.errors == [], opened.errors
+    assert opened.dialogs == [], opened.dialogs
+
+
+async def _shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"widget-{name}.png"
-    page.screenshot(path=str(path))
+    await page.screenshot(path=str(path))
     return path
 
 
-def _say(page: Page, text: str) -> None:
+async def _say(page: Page, text: str) -> None:
     box = page.get_by_label("Your message")
-    expect(box).to_be_enabled()
-    box.fill(text)
-    box.press("Enter")
+    await expect(box).to_be_enabled()
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def _requested(page: Page, suffix: str) -> bool:
+    """Did the page ever fetch a resource whose URL ends with `suffix`?"""
+    return bool(
+        await page.evaluate(
+            "s => performance.getEntriesByType('resource').some(e => e.name.endsWith(s))", suffix
+        )
+    )
+
+
+def _static(tmp_path: Path, page: str) -> ServerConfig:
+    """A server whose demo page is `page` (with the real widget.js beside it)."""
+    (tmp_path / "demo.html").write_text(page)
+    shutil.copy(ROOT / "widget" / "widget.js", tmp_path / "widget.js")
+    return ServerConfig(static_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
-    browser: Browser, server: ServerProcess, viewport: str
+async def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
+    pages: Pages, shop: AppServer, viewport: str
 ) -> None:
-    page = _page(browser, viewport)
-    page.goto(server.http + "/")
-    page.get_by_role("button", name="Open chat").click()
+    page = await pages.new(viewport)
+    await page.goto(shop.http + "/")
+    await page.get_by_role("button", name="Open chat").click()
     dialog = page.get_by_role("dialog", name="Northwind help")
-    expect(dialog).to_be_visible()
-    page.get_by_role("button", name="Track my order").click()
-    expect(page.get_by_label("Your message")).to_have_attribute("type", "text")
-    _say(page, "1003")
-    expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+    await expect(dialog).to_be_visible()
+    await page.get_by_role("button", name="Track my order").click()
+    await expect(page.get_by_label("Your message")).to_have_attribute("type", "text")
+    await _say(page, "1003")
+    await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
     # Reload mid-flow: the transcript comes back and the conversation goes on.
-    page.reload()
-    expect(page.get_by_role("dialog", name="Northwind help")).to_be_visible()  # open state kept
-    expect(page.get_by_text("1003", exact=True)).to_be_visible()
-    expect(page.get_by_text("Track my order", exact=True)).to_have_count(1)  # nothing twice
-    _say(page, "chloe.pop@example.com")
-    expect(page.get_by_text("on its way with DHL")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("dialog", name="Northwind help")).to_be_visible()  # kept open
+    await expect(page.get_by_text("1003", exact=True)).to_be_visible()
+    await expect(page.get_by_text("Track my order", exact=True)).to_have_count(1)  # not twice
+    await _say(page, "chloe.pop@example.com")
+    await expect(page.get_by_text("on its way with DHL")).to_be_visible()
     link = page.get_by_role("link", name="Track your parcel")
-    expect(link).to_have_attribute("target", "_blank")
-    expect(link).to_have_attribute("rel", "noopener noreferrer")
-    expect(page.get_by_role("button", name="That's all, thanks")).to_be_visible()
-    _shot(page, f"{viewport}-tracking")
-    page.get_by_role("button", name="Talk to a person").first.click()
-    expect(page.get_by_text("Nobody is available right now.")).to_be_visible()
-    expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
-    _shot(page, f"{viewport}-person")
-    page.context.close()
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(link).to_have_attribute("rel", "noopener noreferrer")
+    await expect(page.get_by_role("button", name="That's all, thanks")).to_be_visible()
+    await _shot(page, f"{viewport}-tracking")
+    await page.get_by_role("button", name="Talk to a person").first.click()
+    await expect(page.get_by_text("Nobody is available right now.")).to_be_visible()
+    await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+    await _shot(page, f"{viewport}-person")
 
 
-def test_hostile_text_is_shown_as_text(browser: Browser, server: ServerProcess) -> None:
-    page = _page(browser, "desktop")
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(server.http + "/")
-    page.get_by_role("button", name="Open chat").click()
-    page.get_by_role("button", name="Report a problem").click()
-    hostile = "<img src=x onerror=alert(1)>"
-    _say(page, hostile)
-    expect(page.get_by_text(hostile, exact=True)).to_be_visible()
-    assert page.locator("flowengine-chat img[src=x]").count() == 0
-    page.wait_for_timeout(300)
-    assert dialogs == []
-    _shot(page, "hostile-text")
-    page.context.close()
+async def test_hostile_text_is_shown_as_text(pages: Pages, shop: AppServer) -> None:
+    page = await pages.new()
+    await page.goto(shop.http + "/")
+    await page.get_by_role("button", name="Open chat").click()
+    await page.get_by_role("button", name="Report a problem").click()
+    await _say(page, HOSTILE)
+    await expect(page.get_by_text(HOSTILE, exact=True)).to_be_visible()
+    assert await page.locator("flowengine-chat img[src=x]").count() == 0
+    # Not even for a moment: an <img> that had existed would have asked for 'x'.
+    assert not await _requested(page, "/x")
+    await _shot(page, "hostile-text")
 
 
 HOSTILE_PAGE = """<!doctype html><html><head><style>
@@ -119,48 +179,41 @@ Array.prototype.forEach = function () { throw new Error("monkey-patched"); };</s
 <script src="/widget.js" data-title="Help" defer></script></body></html>"""
 
 
-def test_a_host_page_with_hostile_css_does_not_break_the_widget(
-    browser: Browser, tmp_path: Path
+async def test_a_host_page_with_hostile_css_does_not_break_the_widget(
+    pages: Pages, tmp_path: Path
 ) -> None:
-    (tmp_path / "demo.html").write_text(HOSTILE_PAGE)
-    shutil.copy(ROOT / "widget" / "widget.js", tmp_path / "widget.js")
-    server = ServerProcess("--widget-dir", str(tmp_path)).start()
-    page = browser.new_page(viewport=VIEWPORTS["desktop"])
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.http + "/")
+    async with AppServer(_static(tmp_path, HOSTILE_PAGE)) as server:
+        page = await pages.new()
+        await page.goto(server.http + "/")
+        launcher = page.get_by_role("button", name="Open chat")
+        await expect(launcher).to_be_visible()
+        await launcher.click()
+        await page.get_by_role("button", name="Shipping & delivery").click()
+        await page.get_by_role("button", name="Rest of the EU").click()
+        await expect(page.get_by_text("3–5 business days")).to_be_visible()
+        await _shot(page, "hostile-css")
+    # (`pages` fails the test on any script error, e.g. the widget calling the broken forEach.)
+
+
+async def test_keyboard_only(pages: Pages, shop: AppServer) -> None:
+    page = await pages.new()
+    await page.goto(shop.http + "/")
     launcher = page.get_by_role("button", name="Open chat")
-    expect(launcher).to_be_visible()
-    launcher.click()
-    page.get_by_role("button", name="Shipping & delivery").click()
-    page.get_by_role("button", name="Rest of the EU").click()
-    expect(page.get_by_text("3–5 business days")).to_be_visible()
-    _shot(page, "hostile-css")
-    page.close()
-    server.stop()
-    assert errors == [], errors
+    await launcher.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("button", name="Track my order")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("button", name="Return an item")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Your message")).to_be_enabled()
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_role("dialog")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Open chat")).to_be_focused()
 
 
-def test_keyboard_only(browser: Browser, server: ServerProcess) -> None:
-    page = _page(browser, "desktop")
-    page.goto(server.http + "/")
-    launcher = page.get_by_role("button", name="Open chat")
-    launcher.focus()
-    page.keyboard.press("Enter")
-    first = page.get_by_role("button", name="Track my order")
-    expect(first).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("button", name="Return an item")).to_be_focused()
-    page.keyboard.press("Enter")
-    expect(page.get_by_label("Your message")).to_be_enabled()
-    page.keyboard.press("Escape")
-    expect(page.get_by_role("dialog")).to_be_hidden()
-    expect(page.get_by_role("button", name="Open chat")).to_be_focused()
-    page.context.close()
-
-
-def test_thai_and_czech_render(browser: Browser, server: ServerProcess) -> None:
-    cases = (
+@pytest.mark.parametrize(
+    ("locale", "open_label", "greeting", "option", "box"),
+    [
         ("th-TH", "เปิดแชท", "มีอะไรให้ช่วยไหมคะ", "ติดตามคำสั่งซื้อ", "ข้อความของคุณ"),
         (
             "cs-CZ",
@@ -169,39 +222,51 @@ def test_thai_and_czech_render(browser: Browser, server: ServerProcess) -> None:
             "Kde je moje objednávka",
             "Vaše zpráva",
         ),
-    )
-    for locale, open_label, greeting, option, box in cases:
-        page = _page(browser, "phone", locale=locale)
-        page.goto(server.http + "/")
-        page.get_by_role("button", name=open_label).click()
-        expect(page.get_by_text(greeting)).to_be_visible()
-        page.get_by_role("button", name=option).click()
-        expect(page.get_by_label(box)).to_be_enabled()
-        _shot(page, f"locale-{locale}")
-        page.context.close()
-
-
-def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
-    browser: Browser, redis_server: object
+    ],
+)
+async def test_thai_and_czech_render(
+    pages: Pages,
+    shop: AppServer,
+    locale: str,
+    open_label: str,
+    greeting: str,
+    option: str,
+    box: str,
 ) -> None:
-    server = ServerProcess("--redis-url", redis_server.url).start()  # type: ignore[attr-defined]
-    page = _page(browser, "desktop")
+    page = await pages.new("phone", locale=locale)
+    await page.goto(shop.http + "/")
+    await page.get_by_role("button", name=open_label).click()
+    await expect(page.get_by_text(greeting)).to_be_visible()
+    await page.get_by_role("button", name=option).click()
+    await expect(page.get_by_label(box)).to_be_enabled()
+    await _shot(page, f"locale-{locale}")
+
+
+async def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
+    pages: Pages, redis_server: Any
+) -> None:
+    redis_server.flush()
+    config = ServerConfig(redis_url=redis_server.url)
+    page = await pages.new()
+    await page.clock.install()  # the widget's reconnect backoff runs on this clock
+    server = await AppServer(config).start()
     try:
-        page.goto(server.http + "/")
-        page.get_by_role("button", name="Open chat").click()
-        page.get_by_role("button", name="Track my order").click()
-        expect(page.get_by_label("Your message")).to_be_enabled()
-        server.stop()
-        expect(page.get_by_role("status")).to_have_text("Reconnecting…")
-        _say(page, "1003")
-        expect(page.get_by_role("status")).to_contain_text("Offline")
-        server.start()  # same port, same Redis: the session is still there
-        expect(page.get_by_label("Your message")).to_have_attribute("type", "email", timeout=15000)
-        expect(page.get_by_text("1003", exact=True)).to_have_count(1)
-        expect(page.get_by_role("status")).to_be_hidden()
+        await page.goto(server.http + "/")
+        await page.get_by_role("button", name="Open chat").click()
+        await page.get_by_role("button", name="Track my order").click()
+        await expect(page.get_by_label("Your message")).to_be_enabled()
+        await server.stop()
+        await expect(page.get_by_role("status")).to_have_text("Reconnecting…")
+        await _say(page, "1003")
+        await expect(page.get_by_role("status")).to_contain_text("Offline")
+        # A new server where the old one was, on the same Redis: the session is still there.
+        server = await AppServer(config, port=server.port).start()
+        await page.clock.fast_forward(11_000)  # past the longest backoff (10 s and a jitter)
+        await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+        await expect(page.get_by_text("1003", exact=True)).to_have_count(1)
+        await expect(page.get_by_role("status")).to_be_hidden()
     finally:
-        page.context.close()
-        server.stop()
+        await server.stop()
 
 
 PROACTIVE_PAGE = """<!doctype html><html><head><title>Product</title></head><body><h1>Sweater</h1>
@@ -209,150 +274,142 @@ PROACTIVE_PAGE = """<!doctype html><html><head><title>Product</title></head><bod
 </body></html>"""
 
 
-def test_proactive_open_once_per_session_and_the_js_api(browser: Browser, tmp_path: Path) -> None:
-    (tmp_path / "demo.html").write_text(PROACTIVE_PAGE)
-    shutil.copy(ROOT / "widget" / "widget.js", tmp_path / "widget.js")
-    server = ServerProcess("--widget-dir", str(tmp_path)).start()
-    page = _page(browser, "desktop")
-    try:
-        page.goto(server.http + "/")
-        expect(page.get_by_role("dialog")).to_be_hidden()
-        expect(page.get_by_role("dialog")).to_be_visible(timeout=5000)  # opened by itself
-        page.get_by_role("button", name="Close chat").first.click()
-        page.reload()
-        page.wait_for_timeout(1800)
-        expect(page.get_by_role("dialog")).to_be_hidden()  # at most once per session
-        page.evaluate("""() => {
+async def test_proactive_open_once_per_session_and_the_js_api(pages: Pages, tmp_path: Path) -> None:
+    async with AppServer(_static(tmp_path, PROACTIVE_PAGE)) as server:
+        page = await pages.new()
+        await page.clock.install()
+        await page.goto(server.http + "/")
+        await expect(page.get_by_role("button", name="Open chat")).to_be_visible()
+        await expect(page.get_by_role("dialog")).to_be_hidden()
+        await page.clock.fast_forward(1000)
+        await expect(page.get_by_role("dialog")).to_be_visible()  # opened by itself
+        await page.get_by_role("button", name="Close chat").first.click()
+        await page.reload()
+        await expect(page.get_by_role("button", name="Open chat")).to_be_visible()
+        await page.clock.fast_forward(2000)  # the timer has run (and found it had opened once)
+        await expect(page.get_by_role("dialog")).to_be_hidden()  # at most once per session
+        await page.evaluate("""() => {
             window.seen = [];
             FlowEngine.on('open', () => seen.push('open'));
             FlowEngine.on('message', m => seen.push(m.from));
             FlowEngine.open();
         }""")
-        expect(page.get_by_role("dialog")).to_be_visible()
-        page.get_by_role("button", name="Size guide").click()
+        await expect(page.get_by_role("dialog")).to_be_visible()
+        await page.get_by_role("button", name="Size guide").click()
         # The API tells the page: opened, then the shopper's click, then the bot's answer.
-        page.wait_for_function("() => seen.lastIndexOf('bot') > seen.indexOf('shopper')")
-        seen = page.evaluate("seen")
+        await page.wait_for_function("() => seen.lastIndexOf('bot') > seen.indexOf('shopper')")
+        seen = await page.evaluate("seen")
         assert seen[0] == "open" and "shopper" in seen, seen
-        page.evaluate("FlowEngine.close()")
-        expect(page.get_by_role("dialog")).to_be_hidden()
-    finally:
-        page.context.close()
-        server.stop()
+        await page.evaluate("FlowEngine.close()")
+        await expect(page.get_by_role("dialog")).to_be_hidden()
 
 
-def test_identify_lets_a_verified_shopper_skip_the_email(browser: Browser) -> None:
-    from flowengine.server.identity import user_hash
-
+async def test_identify_lets_a_verified_shopper_skip_the_email(pages: Pages) -> None:
     secret = "test-secret-for-identity"
-    server = ServerProcess(env={"FLOWENGINE_IDENTITY_SECRET": secret}).start()
-    page = _page(browser, "desktop")
-    try:
-        page.goto(server.http + "/")
+    async with AppServer(ServerConfig(identity_secret=secret)) as server:
+        page = await pages.new()
+        await page.goto(server.http + "/")
         good = user_hash(secret, "chloe.pop@example.com")
-        page.evaluate(
+        await page.evaluate(
             f"FlowEngine.identify({{email: 'chloe.pop@example.com', name: 'Chloe',"
             f" userHash: '{good}'}})"
         )
-        page.get_by_role("button", name="Open chat").click()
-        page.get_by_role("button", name="Track my order").click()
-        _say(page, "1003")
-        expect(page.get_by_text("on its way with DHL")).to_be_visible()  # no email asked
-    finally:
-        page.context.close()
-        server.stop()
+        await page.get_by_role("button", name="Open chat").click()
+        await page.get_by_role("button", name="Track my order").click()
+        await _say(page, "1003")
+        await expect(page.get_by_text("on its way with DHL")).to_be_visible()  # no email asked
 
 
-def test_the_agent_console_claims_and_replies_and_renders_hostile_text_inert(
-    browser: Browser, tmp_path: Path
+async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_inert(
+    pages: Pages, tmp_path: Path
 ) -> None:
-    from tests.server_process import add_agent
-
-    agents = tmp_path / "agents.json"
-    add_agent("alice", agents_file=agents)
-    server = ServerProcess("--agents-file", str(agents)).start()
-    status, _ = server.get("/agent")
-    assert status == 200
-    import urllib.request
-
-    with urllib.request.urlopen(server.http + "/agent", timeout=5) as r:
+    config = ServerConfig(agents_file=str(tmp_path / "agents.json"))
+    async with AppServer(config) as server:
+        # An account as `flowengine agents add` makes it (tests/test_cli.py runs that command).
+        server.runtime.handoffs.accounts.put(
+            Account(
+                "alice",
+                "Alice",
+                "agent",
+                ("general", "orders", "returns", "sales"),
+                hash_password("correct-horse-battery"),
+            )
+        )
+        async with httpx.AsyncClient() as http:
+            r = await http.get(server.http + "/agent", timeout=5)
+        assert r.status_code == 200
         csp = r.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp
 
-    dialogs: list[str] = []
-    console = browser.new_page(viewport={"width": 1400, "height": 850})
-    console.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    console.on("pageerror", lambda exc: pytest.fail(f"console error: {exc}"))
-    shopper = _page(browser, "desktop")
-    try:
-        console.goto(server.http + "/agent")
-        console.get_by_label("Username").fill("alice")
-        console.get_by_label("Password").fill("correct-horse-battery")
-        console.get_by_role("button", name="Log in").click()
-        expect(console.get_by_text("Alice · general")).to_be_visible()
+        console = await pages.new({"width": 1400, "height": 850})
+        shopper = await pages.new()
+        await console.goto(server.http + "/agent")
+        await console.get_by_label("Username").fill("alice")
+        await console.get_by_label("Password").fill("correct-horse-battery")
+        await console.get_by_role("button", name="Log in").click()
+        await expect(console.get_by_text("Alice · general")).to_be_visible()
 
-        shopper.goto(server.http + "/")
-        shopper.get_by_role("button", name="Open chat").click()
-        shopper.get_by_role("button", name="Track my order").click()
-        _say(shopper, "1005")
-        _say(shopper, "erik.dvorak@example.com")
-        expect(shopper.get_by_text("It was delivered on")).to_be_visible()
-        shopper.get_by_role("button", name="Talk to a person").first.click()
-        expect(shopper.get_by_text("Waiting for a person…")).to_be_visible()
-        hostile = "<img src=x onerror=alert(1)>"
-        _say(shopper, hostile)
+        await shopper.goto(server.http + "/")
+        await shopper.get_by_role("button", name="Open chat").click()
+        await shopper.get_by_role("button", name="Track my order").click()
+        await _say(shopper, "1005")
+        await _say(shopper, "erik.dvorak@example.com")
+        await expect(shopper.get_by_text("It was delivered on")).to_be_visible()
+        await shopper.get_by_role("button", name="Talk to a person").first.click()
+        await expect(shopper.get_by_text("Waiting for a person…")).to_be_visible()
+        await _say(shopper, HOSTILE)
 
         claim = console.get_by_role("button", name="Claim")
-        expect(claim).to_be_visible(timeout=10000)
-        claim.click()
-        expect(
-            console.get_by_role("heading", name="erik.dvorak@example.com · track_order · tracking")
-        ).to_be_visible()
-        expect(console.locator("#transcript").get_by_text(hostile, exact=True)).to_be_visible()
-        assert console.locator("#transcript img").count() == 0
-        expect(console.locator("#order")).to_contain_text("1005")
-        expect(console.locator("#order")).to_contain_text("delivered")
-        expect(shopper.get_by_text("Alice joined the chat.")).to_be_visible()
+        await expect(claim).to_be_visible()
+        await claim.click()
+        erik = console.get_by_role(
+            "heading", name="erik.dvorak@example.com · track_order · tracking"
+        )
+        await expect(erik).to_be_visible()
+        transcript = console.locator("#transcript")
+        await expect(transcript.get_by_text(HOSTILE, exact=True)).to_be_visible()
+        assert await console.locator("#transcript img").count() == 0
+        assert not await _requested(console, "/x")
+        await expect(console.locator("#order")).to_contain_text("1005")
+        await expect(console.locator("#order")).to_contain_text("delivered")
+        await expect(shopper.get_by_text("Alice joined the chat.")).to_be_visible()
 
-        console.get_by_label("Reply to the shopper").fill("Hi Erik, happy to help with 1005.")
-        console.get_by_label("Reply to the shopper").press("Enter")
-        expect(shopper.get_by_text("Hi Erik, happy to help with 1005.")).to_be_visible()
-        _say(shopper, "Can I swap the cap for a black one?")
-        expect(console.get_by_text("Can I swap the cap for a black one?")).to_be_visible()
-        console.get_by_label("Internal note").fill("Offered an exchange")
-        console.get_by_role("button", name="Add note").click()
-        expect(console.locator("#notes")).to_contain_text("Offered an exchange")
-        console.wait_for_timeout(300)
-        console.screenshot(path=str(ARTIFACTS / "console-chat.png"))
-        _shot(shopper, "with-agent")
-        assert "Offered an exchange" not in shopper.content()
+        reply = console.get_by_label("Reply to the shopper")
+        await reply.fill("Hi Erik, happy to help with 1005.")
+        await reply.press("Enter")
+        await expect(shopper.get_by_text("Hi Erik, happy to help with 1005.")).to_be_visible()
+        await _say(shopper, "Can I swap the cap for a black one?")
+        await expect(console.get_by_text("Can I swap the cap for a black one?")).to_be_visible()
+        await console.get_by_label("Internal note").fill("Offered an exchange")
+        await console.get_by_role("button", name="Add note").click()
+        await expect(console.locator("#notes")).to_contain_text("Offered an exchange")
+        await console.screenshot(path=str(ARTIFACTS / "console-chat.png"))
+        await _shot(shopper, "with-agent")
 
         # A second chat claimed while the first is shown: the console shows the second, and the
         # next reply reaches that shopper only (never the one still on screen before).
-        other = _page(browser, "desktop")
-        other.goto(server.http + "/")
-        other.get_by_role("button", name="Open chat").click()
-        other.get_by_role("button", name="Talk to a person").first.click()
-        expect(other.get_by_text("Waiting for a person…")).to_be_visible()
+        other = await pages.new()
+        await other.goto(server.http + "/")
+        await other.get_by_role("button", name="Open chat").click()
+        await other.get_by_role("button", name="Talk to a person").first.click()
+        await expect(other.get_by_text("Waiting for a person…")).to_be_visible()
         claim = console.locator("#queue").get_by_role("button", name="Claim")
-        expect(claim).to_be_visible(timeout=10000)
-        claim.click()
-        expect(console.get_by_role("heading", name="Shopper · main · main menu")).to_be_visible()
-        console.get_by_label("Reply to the shopper").fill("Hello second shopper")
-        console.get_by_label("Reply to the shopper").press("Enter")
-        expect(other.get_by_text("Hello second shopper")).to_be_visible()
-        expect(console.locator("#transcript").get_by_text("Hello second shopper")).to_be_visible()
-        assert "Hello second shopper" not in shopper.content()
-        other.context.close()
-
-        console.locator("#mine").get_by_text("erik.dvorak@example.com").click()
-        expect(
-            console.get_by_role("heading", name="erik.dvorak@example.com · track_order · tracking")
+        await expect(claim).to_be_visible()
+        await claim.click()
+        await expect(
+            console.get_by_role("heading", name="Shopper · main · main menu")
         ).to_be_visible()
-        console.get_by_role("button", name="Hand back to bot").click()
-        expect(shopper.get_by_text("You're back with the assistant.")).to_be_visible()
-        assert dialogs == []
-    finally:
-        console.close()
-        shopper.context.close()
-        server.stop()
+        await reply.fill("Hello second shopper")
+        await reply.press("Enter")
+        await expect(other.get_by_text("Hello second shopper")).to_be_visible()
+        await expect(transcript.get_by_text("Hello second shopper")).to_be_visible()
+
+        await console.locator("#mine").get_by_text("erik.dvorak@example.com").click()
+        await expect(erik).to_be_visible()
+        await console.get_by_role("button", name="Hand back to bot").click()
+        await expect(shopper.get_by_text("You're back with the assistant.")).to_be_visible()
+        # The note and the reply to the other shopper were sent on this console's socket before
+        # the hand-back, whose notice Erik now sees: had either gone to his chat, it would be on
+        # his screen before that notice.
+        page = await shopper.content()
+        assert "Offered an exchange" not in page and "Hello second shopper" not in page

@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ..server.guard import TokenBucket
 from ..server.runtime import Runtime
 from .agent_socket import agent_socket
-from .service import TOKEN_TTL
+from .service import TOKEN_TTL, Throttled
 
 log = logging.getLogger("flowengine.agents")
 
@@ -25,8 +24,6 @@ CONSOLE_CSP = (
     "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-LOGIN_RATE, LOGIN_BURST = 0.2, 5  # per address: 5 quick attempts, then one every 5 s
-MAX_LOGIN_BUCKETS = 10_000  # bounded memory under a spray of addresses
 
 
 def _console(name: str, media_type: str) -> Response:
@@ -53,17 +50,17 @@ async def console_css(request: Request) -> Response:
 async def login(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     ip = request.client.host if request.client else "-"
-    if len(runtime.login_buckets) > MAX_LOGIN_BUCKETS:
-        runtime.login_buckets.clear()
-    bucket = runtime.login_buckets.setdefault(ip, TokenBucket(LOGIN_RATE, LOGIN_BURST))
-    if not bucket.take():
-        return JSONResponse({"error": "too many attempts; wait a minute"}, status_code=429)
     try:
         body = await request.json()
         username, password = str(body["username"]).strip().lower(), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return JSONResponse({"error": "send {username, password}"}, status_code=400)
-    granted = await runtime.handoffs.login(username, password)
+    try:
+        granted = await runtime.handoffs.login(username, password, ip)
+    except Throttled:
+        return JSONResponse(
+            {"error": "too many failed attempts; wait a few minutes"}, status_code=429
+        )
     if granted is None:
         log.warning("failed console login")
         return JSONResponse({"error": "wrong username or password"}, status_code=401)

@@ -35,9 +35,18 @@ log = logging.getLogger("flowengine.handoffs")
 
 ONLINE_WINDOW = 30.0
 TOKEN_TTL = 12 * 3600.0
+# Console logins: after this many failures within LOGIN_WINDOW seconds (of the first one), for a
+# username or from an address, further attempts get 429 until the window ends.
+LOGIN_FAILURES_PER_USER = 5
+LOGIN_FAILURES_PER_ADDRESS = 20
+LOGIN_WINDOW = 300.0
 TRANSCRIPT_LIMIT = 5000  # events of a transcript an agent (and a webhook) gets at most
 
 Outcome = Literal["assigned", "offline", "timeout", "closed", "handed_back"]
+
+
+class Throttled(Exception):
+    """Too many failed logins for this username or from this address; try again later."""
 
 
 class NotYours(Exception):
@@ -138,13 +147,20 @@ class HandoffService:
         return applied.effects
 
     # -- agents: logging in --------------------------------------------------------------
-    async def login(self, username: str, password: str) -> tuple[str, Account] | None:
-        """A new console token for a right username and password; None otherwise."""
+    async def login(self, username: str, password: str, address: str) -> tuple[str, Account] | None:
+        """A new console token for a right username and password; None otherwise. Raises
+        `Throttled` after too many recent failures for that username or from that address
+        (counted in the store, so every instance agrees; successes do not count)."""
+        keys = [f"user:{username}", f"addr:{address}"]
+        by_user, by_address = await self.store.failures(keys)
+        if by_user >= LOGIN_FAILURES_PER_USER or by_address >= LOGIN_FAILURES_PER_ADDRESS:
+            raise Throttled(username)
         account = await asyncio.to_thread(self.accounts.get, username)
         ok = account is not None and await asyncio.to_thread(
             verify_password, password, account.password_hash
         )
         if not ok or account is None:
+            await self.store.add_failure(keys, LOGIN_WINDOW)
             return None
         token = secrets.token_urlsafe(32)
         await self.store.put_token(_token_hash(token), account.username, TOKEN_TTL)

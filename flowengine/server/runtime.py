@@ -30,7 +30,7 @@ from .analytics import Analytics
 from .config import ServerConfig
 from .connection import Follower
 from .flows import FlowRegistry
-from .guard import ClientLimits, TokenBucket
+from .guard import ClientLimits
 from .metrics import Metrics
 from .sessions import SessionService
 from .tasks import Tasks
@@ -125,7 +125,6 @@ class Runtime:
         )
         self.sessions.use_handoffs(self.handoffs)
         self.hub = Hub(self.store, self.sessions, self.tasks)
-        self.login_buckets: dict[str, TokenBucket] = {}
         self._background: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:

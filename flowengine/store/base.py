@@ -143,6 +143,13 @@ class HandoffStore(Protocol):
 
     async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]: ...
 
+    async def failures(self, keys: list[str]) -> list[int]:
+        """How many failures each key has had in its current window (0: none)."""
+
+    async def add_failure(self, keys: list[str], window: float) -> None:
+        """Count a failure for each key; a key's count is forgotten `window` seconds after its
+        first failure. Shared by every instance (the login throttle)."""
+
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None: ...
 
     async def get_token(self, token_hash: str) -> str | None: ...

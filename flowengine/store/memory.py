@@ -44,6 +44,7 @@ class MemoryStore:
         self._scores: dict[str, float] = {}
         self._presence: dict[str, tuple[dict[str, Any], float]] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, forgotten at)
         self._notes: dict[str, list[dict[str, Any]]] = {}
         self._outbox: deque[dict[str, Any]] = deque()
         self._inflight: list[dict[str, Any]] = []
@@ -223,6 +224,19 @@ class MemoryStore:
             for a, (info, seen) in self._presence.items()
             if now - seen <= window
         }
+
+    async def failures(self, keys: list[str]) -> list[int]:
+        now = self._clock()
+        counts = (self._failures.get(k, (0, 0.0)) for k in keys)
+        return [n if until > now else 0 for n, until in counts]
+
+    async def add_failure(self, keys: list[str], window: float) -> None:
+        now = self._clock()
+        for k in keys:
+            n, until = self._failures.get(k, (0, 0.0))
+            self._failures[k] = (n + 1, until) if until > now else (1, now + window)
+        if len(self._failures) > 100_000:  # bounded under a spray of names and addresses
+            self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
 
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
         self._tokens[token_hash] = (username, self._clock() + ttl)

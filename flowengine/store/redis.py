@@ -454,6 +454,21 @@ class RedisStore:
         infos = await self._call(self._redis.hmget(H + "info", agents))
         return {a: json.loads(i) for a, i in zip(agents, infos, strict=True) if i}
 
+    async def failures(self, keys: list[str]) -> list[int]:
+        if not keys:
+            return []
+        raws = await self._call(self._redis.mget(["fe:fail:" + k for k in keys]))
+        return [int(r) if r else 0 for r in raws]
+
+    async def add_failure(self, keys: list[str], window: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for k in keys:
+                # The window starts at the first failure: created with its expiry, then counted
+                # (INCR keeps the expiry).
+                pipe.set("fe:fail:" + k, 0, px=int(window * 1000), nx=True)
+                pipe.incr("fe:fail:" + k)
+            await self._call(pipe.execute())
+
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
         await self._call(self._redis.set("fe:tok:" + token_hash, username, px=int(ttl * 1000)))
 
