@@ -227,7 +227,10 @@
           handed_back: null
         }[e.status] || e.status;
         withAgent = e.status === "queued" || e.status === "assigned";
-        current = null;
+        // A person has the chat now: the bot's last menu no longer applies. Any other notice
+        // (offline, closed, handed back) comes with or after the bot's next message; the
+        // shopper who started over got the greeting before the notice that the person left.
+        if (withAgent) current = null;
         setTyping(false);
         if (text) note(text);
         emit("handoff", { status: e.status });
