@@ -11,8 +11,9 @@ Blocking HTTP (urllib) would stall the loop the server runs on: use `get`/`post`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -23,6 +24,20 @@ from flowengine.server.config import ServerConfig
 from flowengine.server.runtime import Runtime
 from tests.redis_server import free_port
 from tests.server_process import Listening
+
+
+class Clock:
+    """A wall clock that stands still until the test moves it: give the same one to every
+    instance of a test (so they agree), and `advance` it instead of sleeping."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class AppServer(Listening):
@@ -83,3 +98,14 @@ class AppServer(Listening):
         async with httpx.AsyncClient() as client:
             r = await client.post(self.http + path, json=body, headers=headers, timeout=10)
             return r.status_code, r.json()
+
+
+@contextlib.asynccontextmanager
+async def running(*servers: AppServer) -> AsyncIterator[None]:
+    """Several instances of one deployment, started and stopped together (their waits overlap:
+    uvicorn takes a moment to notice it should stop)."""
+    try:
+        await asyncio.gather(*(server.start() for server in servers))
+        yield
+    finally:
+        await asyncio.gather(*(server.stop() for server in servers))

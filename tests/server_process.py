@@ -1,15 +1,20 @@
-"""Run `flowengine serve` as a real process for the tests, and talk to it as a client would."""
+"""Talk to a server as its clients do (`Client`: a shopper socket, `Agent`: an agent console),
+whether it runs in this process (`tests/app_server.py`) or as `ServerProcess`: a real
+`flowengine serve`, where the process is the point (signals, the command line)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,18 @@ class ServerProcess(Listening):
         self.flows = flows or ROOT / "flows"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
-        self.log = ""
+        self._output: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def log(self) -> str:
+        """Everything the process wrote (stdout and stderr) so far."""
+        return "".join(self._output)
+
+    async def logged(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the process has written `text` (a log line is the only sign of some
+        things, such as a refused reload)."""
+        await eventually(lambda: text in self.log, timeout)
 
     def start(self) -> ServerProcess:
         cmd = [
@@ -63,19 +79,25 @@ class ServerProcess(Listening):
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    "server exited:\n" + (self.proc.stdout.read() if self.proc.stdout else "")
-                )
+                self._reader.join(5)
+                raise RuntimeError("server exited:\n" + self.log)
             try:
                 with urllib.request.urlopen(self.http + "/healthz", timeout=0.5) as r:
                     if r.status == 200:
                         return self
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.02)
         raise RuntimeError("server did not start")
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self._output.append(line)
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -95,17 +117,36 @@ class ServerProcess(Listening):
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.log = self.proc.stdout.read()
+        if self._reader is not None:
+            self._reader.join(5)
         self.proc = None
 
 
-class _Socket:
-    """A client socket that keeps every frame it received, in order.
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll `check` (a function or a coroutine function) until it returns something truthy, and
+    return that; fail if it has not within `timeout` seconds. For what no frame announces (a
+    webhook received, a server ready again); a frame is waited for with `until`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if inspect.isawaitable(got):
+            got = await got
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"not within {timeout} s: {check}"
+        await asyncio.sleep(0.02)
 
-    `until(predicate)` returns the first frame after the last one `until` returned that
-    satisfies `predicate`, whether it has already arrived (say, before an ack that `act`
-    waited for) or is still to come; the shopper and the agent clients share it.
+
+class _Socket:
+    """A client socket (the shopper's or an agent console's) that keeps every frame it received,
+    in order, in `frames`. Three ways to wait, the same for both kinds:
+
+    - `until(predicate)`: the first frame satisfying `predicate` after the last one `until`
+      returned, whether it has already arrived (say, before the ack `act` waited for: an
+      action's events come before its ack) or is still to come;
+    - `act(frame)`: send an action with a fresh id; its ack or error (it does not move where
+      `until` looks next);
+    - `next(type)`: the next frame of that type still to come (after a raw `send`).
     """
 
     def __init__(self, ws: Any) -> None:
@@ -114,10 +155,30 @@ class _Socket:
         self._n = 0
         self._cursor = 0
 
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         self.frames.append(frame)
         return frame
+
+    async def next(self, type_: str, timeout: float = 5.0) -> dict[str, Any]:
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] == type_:
+                return frame
+
+    async def act(self, frame: dict[str, Any], timeout: float = 8.0) -> dict[str, Any]:
+        # Unique across sockets: two tabs of one session must not send the same action id.
+        self._n += 1
+        frame = {"id": f"a{self._n}-{time.monotonic_ns()}", **frame}
+        await self.send(frame)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.recv(max(0.01, deadline - time.monotonic()))
+            if reply["type"] in ("ack", "error") and reply.get("id") == frame["id"]:
+                return reply
 
     async def until(self, predicate: Any, timeout: float = 8.0) -> dict[str, Any]:
         while self._cursor < len(self.frames):
@@ -170,25 +231,6 @@ class Client(_Socket):
         client.session = frame["session"]
         return client
 
-    async def send(self, frame: dict[str, Any] | str) -> None:
-        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
-
-    async def next(self, type_: str, timeout: float = 5.0) -> dict[str, Any]:
-        while True:
-            frame = await self.recv(timeout)
-            if frame["type"] == type_:
-                return frame
-
-    async def act(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Send an action and wait for its ack or error; returns that frame."""
-        self._n += 1
-        frame = {"id": f"a{self._n}-{time.monotonic_ns()}", **frame}
-        await self.send(frame)
-        while True:
-            reply = await self.recv()
-            if reply["type"] in ("ack", "error") and reply.get("id") == frame["id"]:
-                return reply
-
     @property
     def events(self) -> list[dict[str, Any]]:
         return [f for f in self.frames if "seq" in f and f["type"] != "ack"]
@@ -231,17 +273,9 @@ class Agent(_Socket):
         """Another console (a second tab, another box) on an existing login."""
         ws = await websockets.connect(f"ws://127.0.0.1:{server.port}/agent/ws")
         agent = cls(ws, token)
-        await ws.send(json.dumps({"type": "auth", "token": token}))
+        await agent.send({"type": "auth", "token": token})
         await agent.until(lambda f: f["type"] == "welcome")
         return agent
-
-    async def act(self, frame: dict[str, Any]) -> dict[str, Any]:
-        self._n += 1
-        frame = {"id": f"g{self._n}", **frame}
-        await self.ws.send(json.dumps(frame))
-        return await self.until(
-            lambda f: f.get("id") == frame["id"] and f["type"] in ("ack", "error")
-        )
 
 
 def add_agent(

@@ -1,16 +1,17 @@
 """Live-agent handoff end to end: a shopper on one instance, an agent console on another, one
 Redis; queue, claim, messages both ways, typing, notes, close, hand back, transfer, timeouts,
 auto-assign, webhooks. Two real app instances (each its own store, pool and pub/sub connection)
-served over real sockets in this process, a real redis-server; queue timeouts move the
-instances' clock instead of waiting."""
+served over real sockets in this process, a real redis-server; queue timeouts and webhook
+retries move the instances' clock instead of waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from flowengine.handoff.passwords import hash_password
 from flowengine.handoff.routing import is_open, route, score
 from flowengine.handoff.webhooks import signature
 from flowengine.server.config import ServerConfig
-from tests.app_server import AppServer
-from tests.server_process import Agent, Client, ServerProcess, add_agent
+from tests.app_server import AppServer, Clock, running
+from tests.server_process import Agent, Client, ServerProcess, add_agent, eventually
 
 CONFIG = """
 teams: [general, orders, returns, sales]
@@ -67,9 +68,15 @@ def hook_url() -> Iterator[str]:
     _Hooks.received = []
     _Hooks.fail_first = True
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     server.shutdown()
+    server.server_close()
+
+
+def _hooked() -> dict[str, dict[str, Any]]:
+    """The webhooks received so far, by event."""
+    return {json.loads(body)["event"]: json.loads(body) for _, body in _Hooks.received}
 
 
 def _config(tmp_path: Path, hook: str, mode: str = "pull", timeout: float = 300) -> Path:
@@ -81,31 +88,41 @@ def _config(tmp_path: Path, hook: str, mode: str = "pull", timeout: float = 300)
 PASSWORD = "correct-horse-battery"
 
 
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)  # scrypt is slow on purpose: once for every test account
+
+
 def _account(server: AppServer, username: str, teams: str) -> None:
     """An agent account, as `flowengine agents add` makes it (test_agent_auth runs the CLI)."""
     server.runtime.handoffs.accounts.put(
-        Account(
-            username,
-            username.capitalize(),
-            "agent",
-            tuple(teams.split(",")),
-            hash_password(PASSWORD),
-        )
+        Account(username, username.capitalize(), "agent", tuple(teams.split(",")), _password_hash())
     )
 
 
-def _box(redis_url: str, cfg: Path, clock: Callable[[], float] = time.time) -> AppServer:
+def _box(redis_url: str, cfg: Path, clock: Callable[[], float]) -> AppServer:
     return AppServer(ServerConfig(redis_url=redis_url, handoff_config=str(cfg)), clock)
 
 
 @pytest.fixture
+def clock() -> Clock:
+    """The time every box of a test reads: it stands still until the test moves it."""
+    return Clock()
+
+
+@pytest.fixture
 async def boxes(
-    tmp_path: Path, redis_server: Any, hook_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    redis_server: Any,
+    hook_url: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[AppServer, AppServer]]:
     redis_server.flush()
     monkeypatch.setenv("HOOK_SECRET", "hook-secret")
     cfg = _config(tmp_path, hook_url)
-    async with _box(redis_server.url, cfg) as a, _box(redis_server.url, cfg) as b:
+    a, b = _box(redis_server.url, cfg, clock), _box(redis_server.url, cfg, clock)
+    async with running(a, b):
         _account(a, "alice", "orders,general")
         _account(a, "bob", "returns")
         yield a, b
@@ -133,7 +150,7 @@ async def test_shopper_and_agent_on_two_boxes(boxes: Any) -> None:
     assert item["session"] == shopper.session and item["reason"] == "tracking"
     ack = await agent.act({"type": "claim", "session": shopper.session})
     assert ack["type"] == "ack"
-    chat = next(f for f in agent.frames if f["type"] == "chat")
+    chat = await agent.until(lambda f: f["type"] == "chat")  # before its ack
     packet = chat["packet"]
     assert packet["order"]["number"] == "1003" and packet["order"]["status"] == "shipped"
     assert packet["collected"]["email"] == "chloe.pop@example.com"
@@ -158,13 +175,15 @@ async def test_shopper_and_agent_on_two_boxes(boxes: Any) -> None:
     await agent.act({"type": "typing", "session": shopper.session})
     await shopper.until(lambda f: f.get("type") == "typing" and f["from"] == "agent")
     await agent.act({"type": "note", "session": shopper.session, "text": "VIP, be nice"})
-    await agent.until(lambda f: f["type"] == "note")
-    await asyncio.sleep(0.3)
-    assert "VIP" not in json.dumps(shopper.frames)
+    note = await agent.until(lambda f: f["type"] == "note")
+    assert note["session"] == shopper.session and note["note"]["text"] == "VIP, be nice"
 
     # Hand back to the bot: the shopper is back at the step they left.
     await agent.act({"type": "handback", "session": shopper.session})
     await shopper.until(lambda f: f.get("type") == "handoff" and f["status"] == "handed_back")
+    # The note went out on the session's channel before the hand-back did: had the shopper's
+    # socket passed it on, it would have arrived by now.
+    assert "VIP" not in json.dumps(shopper.frames)
     back = await shopper.until(lambda f: f.get("type") == "message" and f.get("options"))
     assert [o["id"] for o in back["options"]][-1] == "done"
     mine = await agent.act({"type": "reply", "session": shopper.session, "text": "still here?"})
@@ -195,19 +214,16 @@ async def test_twenty_agents_claim_at_once_one_wins(boxes: Any, redis_server: An
     )
     assert sorted(r["type"] for r in results) == ["ack"] + ["error"] * 19
     assert {r["code"] for r in results if r["type"] == "error"} == {"not_available"}
-    assigned = [f for f in await _drain(shopper) if f.get("status") == "assigned"]
-    assert len(assigned) == 1
+    winner = agents[[r["type"] for r in results].index("ack")]
+    await winner.act({"type": "reply", "session": shopper.session, "text": "It's me."})
+    # Events reach the shopper in order, without gaps: by the winner's reply, every
+    # "assigned" notice stored before it has arrived too.
+    await shopper.until(lambda f: f.get("from") == "agent")
+    assert [e["seq"] for e in shopper.events] == list(range(1, len(shopper.events) + 1))
+    assert len([f for f in shopper.events if f.get("status") == "assigned"]) == 1
     for g in agents:
         await g.close()
     await shopper.close()
-
-
-async def _drain(c: Client, seconds: float = 0.5) -> list[dict[str, Any]]:
-    try:
-        while True:
-            await c.recv(seconds)
-    except TimeoutError:
-        return c.frames
 
 
 async def test_transfer_to_another_team(boxes: Any) -> None:
@@ -233,7 +249,7 @@ async def test_transfer_to_another_team(boxes: Any) -> None:
         await x.close()
 
 
-async def test_webhooks_are_signed_and_retried(boxes: Any) -> None:
+async def test_webhooks_are_signed_and_retried(boxes: Any, clock: Clock) -> None:
     a, b = boxes
     agent = await Agent.login(b, "alice", PASSWORD)
     await agent.until(lambda f: f["type"] == "queue")
@@ -242,42 +258,53 @@ async def test_webhooks_are_signed_and_retried(boxes: Any) -> None:
     await agent.until(lambda f: f["type"] == "queue" and f["waiting"])
     await agent.act({"type": "claim", "session": shopper.session})
     await agent.act({"type": "close", "session": shopper.session})
-    for _ in range(100):
-        events = [json.loads(body)["event"] for _, body in _Hooks.received]
-        if {"handoff.created", "handoff.assigned", "conversation.closed"} <= set(events):
-            break
-        await asyncio.sleep(0.1)
-    assert {"handoff.created", "handoff.assigned", "conversation.closed"} <= set(events)
+    everything = {"handoff.created", "handoff.assigned", "conversation.closed"}
+
+    async def refused() -> dict[str, Any] | None:
+        return next((e for e in await a.runtime.store.webhook_log() if not e["ok"]), None)
+
+    # The receiver refuses the first delivery (503); the others go through meanwhile.
+    first = await eventually(refused)
+    assert first["status"] == 503 and first["attempt"] == 1
+    await eventually(lambda: everything - {first["event"]} <= _hooked().keys())
+
+    async def a_second_later() -> bool:
+        """The boxes' clock stands still: move it on, and deliver what is due (as the workers
+        would, a little later)."""
+        clock.advance(1)
+        await a.runtime.webhooks.deliver_one()
+        return everything <= _hooked().keys()
+
+    await eventually(a_second_later)
+    attempts = [e for e in await a.runtime.store.webhook_log() if e["id"] == first["id"]]
+    assert [(e["attempt"], e["ok"]) for e in attempts] == [(1, False), (2, True)]
+    assert attempts[1]["at"] - attempts[0]["at"] >= 1  # not before its backoff, on that clock
     for headers, body in _Hooks.received:
         assert headers["x-flowengine-signature"] == signature("hook-secret", body)
         assert headers["x-flowengine-delivery"]
-    closed = next(
-        json.loads(body)
-        for _, body in _Hooks.received
-        if json.loads(body)["event"] == "conversation.closed"
-    )
+    assert [h["x-flowengine-delivery"] for h, _ in _Hooks.received].count(first["id"]) == 1
+    closed = _hooked()["conversation.closed"]
     assert closed["data"]["order"]["number"] == "1003" and closed["data"]["transcript"]
     await agent.close()
     await shopper.close()
 
 
 async def test_nobody_claims_in_time_and_auto_assign(
-    tmp_path: Path, redis_server: Any, hook_url: str
+    tmp_path: Path, redis_server: Any, hook_url: str, clock: Clock
 ) -> None:
     redis_server.flush()
-    now = [time.time()]
     cfg = _config(tmp_path, hook_url, timeout=120)
-    async with _box(redis_server.url, cfg, lambda: now[0]) as box:
+    async with _box(redis_server.url, cfg, clock) as box:
         _account(box, "alice", "orders,general")
         agent = await Agent.login(box, "alice", PASSWORD)
         await agent.until(lambda f: f["type"] == "queue")
         shopper = await Client.connect(box.ws_url)
         queued = await _to_a_person(shopper)
         assert queued["status"] == "queued"
-        now[0] += 119
+        clock.advance(119)
         await box.runtime.handoffs.sweep()
         assert (await box.runtime.store.get_handoff(shopper.session or ""))["status"] == "queued"
-        now[0] += 2  # past queue_timeout: the next sweep gives the chat to the flow's offline exit
+        clock.advance(2)  # past queue_timeout: the next sweep gives the chat to the offline exit
         await box.runtime.handoffs.sweep()
         timed_out = await shopper.until(
             lambda f: f.get("type") == "handoff" and f["status"] == "offline"
@@ -288,7 +315,7 @@ async def test_nobody_claims_in_time_and_auto_assign(
         await shopper.close()
     auto_dir = tmp_path / "auto"
     auto_dir.mkdir()
-    async with _box(redis_server.url, _config(auto_dir, hook_url, mode="auto")) as box:
+    async with _box(redis_server.url, _config(auto_dir, hook_url, mode="auto"), clock) as box:
         agent = await Agent.login(box, "alice", PASSWORD)
         await agent.until(lambda f: f["type"] == "queue")
         shopper = await Client.connect(box.ws_url)
@@ -367,7 +394,7 @@ def test_routing_schedule_and_config_errors() -> None:
 
 
 async def test_the_queue_survives_a_restart_and_logout_ends_a_login(
-    boxes: Any, redis_server: Any, tmp_path: Path
+    boxes: Any, redis_server: Any, tmp_path: Path, clock: Clock
 ) -> None:
     a, b = boxes
     agent = await Agent.login(a, "alice", PASSWORD)
@@ -378,7 +405,7 @@ async def test_the_queue_survives_a_restart_and_logout_ends_a_login(
     await a.stop()
     await b.stop()
     # Every server stopped; a new one on the same Redis has the queue and the login.
-    async with _box(redis_server.url, tmp_path / "handoff.yaml") as fresh:
+    async with _box(redis_server.url, tmp_path / "handoff.yaml", clock) as fresh:
         again = await Agent.connect(fresh, agent.token)
         waiting = await again.until(lambda f: f["type"] == "queue" and f["waiting"])
         assert waiting["waiting"][0]["session"] == shopper.session
@@ -391,21 +418,16 @@ async def test_the_queue_survives_a_restart_and_logout_ends_a_login(
 
 
 async def test_out_of_hours_goes_straight_to_leaving_a_message(
-    tmp_path: Path, redis_server: Any, hook_url: str
+    tmp_path: Path, redis_server: Any
 ) -> None:
     redis_server.flush()
     cfg = tmp_path / "handoff.yaml"
-    # Open one minute a week, on a day that is not today: closed now.
-    from datetime import datetime
-
-    other_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[
-        (datetime.now().weekday() + 3) % 7
-    ]
+    # Open one minute a week, and the boxes' clock says Monday noon: closed now.
     cfg.write_text(
-        "teams: [general, orders]\nschedule:\n  timezone: UTC\n  hours:\n"
-        f"    {other_day}: '03:00-03:01'\n"
+        "teams: [general, orders]\nschedule:\n  timezone: UTC\n  hours:\n    mon: '03:00-03:01'\n"
     )
-    async with _box(redis_server.url, cfg) as proc:
+    monday_noon = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
+    async with _box(redis_server.url, cfg, Clock(monday_noon)) as proc:
         _account(proc, "alice", "orders,general")
         agent = await Agent.login(proc, "alice", PASSWORD)  # online, but closed
         await agent.until(lambda f: f["type"] == "queue")
@@ -433,7 +455,7 @@ async def test_an_agent_who_reconnects_picks_up_their_chats(boxes: Any) -> None:
     mine = await back.until(lambda f: f["type"] == "queue" and f["mine"])
     assert [r["session"] for r in mine["mine"]] == [shopper.session]
     await back.act({"type": "open", "session": shopper.session})
-    chat = next(f for f in back.frames if f["type"] == "chat")
+    chat = await back.until(lambda f: f["type"] == "chat")
     assert chat["packet"]["transcript"][-1]["text"] == "are you still there?"
     await shopper.act({"type": "text", "text": "hello?"})
     live = await back.until(lambda f: f["type"] == "event" and f["event"].get("text") == "hello?")

@@ -1,4 +1,7 @@
-"""One contract, two stores: the embedded MemoryStore and RedisStore on a real redis-server."""
+"""One contract, two stores: the embedded MemoryStore and RedisStore on a real redis-server.
+
+Expiry: the memory store reads the clock it is given, which the tests move; Redis expires keys
+by its own clock, so there the tests use short TTLs and wait until the key is gone."""
 
 from __future__ import annotations
 
@@ -11,12 +14,19 @@ import pytest
 from flowengine.store import Store, StoreUnavailable
 from flowengine.store.memory import MemoryStore
 from flowengine.store.redis import RedisStore
+from tests.app_server import Clock
+from tests.server_process import eventually
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(1_000.0)
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Store]:
     if request.param == "memory":
-        s: Store = MemoryStore()
+        s: Store = MemoryStore(clock)
     else:
         server = request.getfixturevalue("redis_server")
         server.flush()
@@ -101,11 +111,15 @@ async def test_concurrent_commits_one_winner_no_lost_events(store: Store) -> Non
     assert sorted(e["text"] for e in log[1:]) == sorted(f"{n}{i}" for n in "abc" for i in range(20))
 
 
-async def test_sessions_expire(store: Store) -> None:
+async def test_sessions_expire(store: Store, clock: Clock) -> None:
     await store.commit("s", 0, {}, [ev(1)], action_id=None, ttl=0.05, now=0)
-    await asyncio.sleep(0.2)
-    assert await store.load("s") is None
+    clock.advance(0.05)
+    assert await eventually(lambda: _gone(store, "s"))
     assert await store.replay("s", 0) == []
+
+
+async def _gone(store: Store, sid: str) -> bool:
+    return await store.load(sid) is None
 
 
 async def test_versions_and_events(store: Store) -> None:
@@ -138,8 +152,12 @@ async def test_watchers_hear_of_commits(store: Store) -> None:
     heard.clear()
     got.clear()
     await store.commit("w", 1, {}, [ev(3)], action_id=None, ttl=60, now=0)
-    await asyncio.sleep(0.3)
-    assert heard == []
+    # News comes in commit order: by the time a later commit to a watched session is heard,
+    # news of "w" would have been too.
+    await store.watch("z")
+    await store.commit("z", 0, {}, [ev(1)], action_id=None, ttl=60, now=0)
+    await asyncio.wait_for(got.wait(), 5)
+    assert heard == [("z", 1)]
     assert await store.ping()
 
 
@@ -263,13 +281,17 @@ async def test_presence_tokens_notes_signals_and_outbox(store: Any) -> None:
     assert (await store.webhook_log())[-1]["status"] == 200
 
 
-async def test_failures_are_counted_per_key_within_a_window(store: Any) -> None:
+async def test_failures_are_counted_per_key_within_a_window(store: Any, clock: Clock) -> None:
     assert await store.failures(["user:ann", "addr:1.2.3.4"]) == [0, 0]
     for _ in range(3):
         await store.add_failure(["user:ann", "addr:1.2.3.4"], window=0.3)
     await store.add_failure(["addr:1.2.3.4"], window=0.3)
     assert await store.failures(["user:ann", "addr:1.2.3.4", "user:bob"]) == [3, 4, 0]
-    await asyncio.sleep(0.35)  # the window runs from the first failure (a TTL on Redis)
-    assert await store.failures(["user:ann", "addr:1.2.3.4"]) == [0, 0]
+    clock.advance(0.3)  # the window runs from the first failure (a TTL on Redis)
+    await eventually(lambda: _counts(store, ["user:ann", "addr:1.2.3.4"], [0, 0]), timeout=2)
     await store.add_failure(["user:ann"], window=60)
     assert await store.failures(["user:ann"]) == [1]
+
+
+async def _counts(store: Any, keys: list[str], expected: list[int]) -> bool:
+    return bool(await store.failures(keys) == expected)

@@ -14,38 +14,21 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from flowengine.handoff.accounts import Account
 from flowengine.handoff.passwords import hash_password
 from flowengine.server.config import ServerConfig
 from flowengine.server.identity import user_hash
 from tests.app_server import AppServer
+from tests.browser import Pages
 from tests.server_process import ROOT
 
-# One loop for the whole session: the browser is launched once and every test uses it.
+# The session's loop, where the one browser lives (the `browser` and `pages` fixtures).
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -55,47 +38,9 @@ async def shop() -> AsyncIterator[AppServer]:
         yield server
 
 
-class Pages:
-    """Browser pages for one test, each in its own context (its own storage), closed after the
-    test. Every script error and every `alert`/`confirm` on any of them fails the test."""
-
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-        self.contexts: list[BrowserContext] = []
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    async def new(self, viewport: str | dict[str, int] = "desktop", locale: str = "en-US") -> Page:
-        size = VIEWPORTS[viewport] if isinstance(viewport, str) else viewport
-        context = await self.browser.new_context(
-            viewport=size,  # type: ignore[arg-type]
-            locale=locale,
-            is_mobile=viewport == "phone",
-            has_touch=viewport == "phone",
-        )
-        self.contexts.append(context)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
-        page.on("dialog", self._dialog)
-        return page
-
-    async def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        await dialog.dismiss()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pages(browser: Browser) -> AsyncIterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    for context in opened.contexts:
-        await context.close()
-    assert opened.errors == [], opened.errors
-    assert opened.dialogs == [], opened.dialogs
-
-
 async def _shot(page: Page, name: str) -> Path:
-    path = ARTIFACTS / f"widget-{name}.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path))
     return path
 
@@ -147,11 +92,11 @@ async def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
     await expect(link).to_have_attribute("target", "_blank")
     await expect(link).to_have_attribute("rel", "noopener noreferrer")
     await expect(page.get_by_role("button", name="That's all, thanks")).to_be_visible()
-    await _shot(page, f"{viewport}-tracking")
+    await _shot(page, f"widget-{viewport}-tracking")
     await page.get_by_role("button", name="Talk to a person").first.click()
     await expect(page.get_by_text("Nobody is available right now.")).to_be_visible()
     await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
-    await _shot(page, f"{viewport}-person")
+    await _shot(page, f"widget-{viewport}-person")
 
 
 async def test_hostile_text_is_shown_as_text(pages: Pages, shop: AppServer) -> None:
@@ -164,7 +109,7 @@ async def test_hostile_text_is_shown_as_text(pages: Pages, shop: AppServer) -> N
     assert await page.locator("flowengine-chat img[src=x]").count() == 0
     # Not even for a moment: an <img> that had existed would have asked for 'x'.
     assert not await _requested(page, "/x")
-    await _shot(page, "hostile-text")
+    await _shot(page, "widget-hostile-text")
 
 
 HOSTILE_PAGE = """<!doctype html><html><head><style>
@@ -191,7 +136,7 @@ async def test_a_host_page_with_hostile_css_does_not_break_the_widget(
         await page.get_by_role("button", name="Shipping & delivery").click()
         await page.get_by_role("button", name="Rest of the EU").click()
         await expect(page.get_by_text("3–5 business days")).to_be_visible()
-        await _shot(page, "hostile-css")
+        await _shot(page, "widget-hostile-css")
     # (`pages` fails the test on any script error, e.g. the widget calling the broken forEach.)
 
 
@@ -223,6 +168,7 @@ async def test_keyboard_only(pages: Pages, shop: AppServer) -> None:
             "Vaše zpráva",
         ),
     ],
+    ids=["th", "cs"],
 )
 async def test_thai_and_czech_render(
     pages: Pages,
@@ -239,7 +185,7 @@ async def test_thai_and_czech_render(
     await expect(page.get_by_text(greeting)).to_be_visible()
     await page.get_by_role("button", name=option).click()
     await expect(page.get_by_label(box)).to_be_enabled()
-    await _shot(page, f"locale-{locale}")
+    await _shot(page, f"widget-locale-{locale}")
 
 
 async def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
@@ -383,8 +329,8 @@ async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_ine
         await console.get_by_label("Internal note").fill("Offered an exchange")
         await console.get_by_role("button", name="Add note").click()
         await expect(console.locator("#notes")).to_contain_text("Offered an exchange")
-        await console.screenshot(path=str(ARTIFACTS / "console-chat.png"))
-        await _shot(shopper, "with-agent")
+        await _shot(console, "console-chat")
+        await _shot(shopper, "widget-with-agent")
 
         # A second chat claimed while the first is shown: the console shows the second, and the
         # next reply reaches that shopper only (never the one still on screen before).

@@ -12,14 +12,14 @@ from flowengine.handoff.accounts import Account
 from flowengine.handoff.passwords import hash_password
 from flowengine.server.config import ServerConfig
 from tests.app_server import AppServer
+from tests.browser import Pages
 from tests.server_process import Agent
-from tests.test_widget_browser import Pages, browser, pages  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_starting_over_while_waiting_for_a_person_gives_the_menu_back(
-    pages: Pages,  # noqa: F811
+    pages: Pages,
     tmp_path: Path,
 ) -> None:
     config = ServerConfig(handoff_config=None, agents_file=str(tmp_path / "agents.json"))
