@@ -9,7 +9,7 @@ Three kinds:
 
 * transcript events (`message`, `handoff`, `ended`): stored, then numbered by `number` with
   `seq` (1, 2, 3 ... per session) and `at`; every socket of the session gets them in order;
-* shopper socket frames (`session`, `ack`, `error`, `pong`, `typing`): not stored;
+* shopper socket frames (`session`, `ack`, `error`, `pong`, `typing`, `position`): not stored;
 * agent socket frames (`welcome`, `queue`, `chat`, `event`, `typing`, `note`, `ack`, `error`).
 """
 
@@ -72,6 +72,7 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
     ("shopper", "out", "error"): _shape("shopper", "out", "type code message", "id"),
     ("shopper", "out", "pong"): _shape("shopper", "out", "type"),
     ("shopper", "out", "typing"): _shape("shopper", "out", "type from"),
+    ("shopper", "out", "position"): _shape("shopper", "out", "type queue position"),
     ("agent", "in", "auth"): _shape("agent", "in", "type token"),
     ("agent", "in", "claim"): _shape("agent", "in", "type id session"),
     ("agent", "in", "open"): _shape("agent", "in", "type id session"),
@@ -82,14 +83,21 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
     ("agent", "in", "handback"): _shape("agent", "in", "type id session"),
     ("agent", "in", "transfer"): _shape("agent", "in", "type id session team"),
     ("agent", "in", "status"): _shape("agent", "in", "type status", "id"),
+    ("agent", "in", "takeover"): _shape("agent", "in", "type id session"),
+    ("agent", "in", "reassign"): _shape("agent", "in", "type id session agent"),
+    ("agent", "in", "tickets"): _shape("agent", "in", "type", "id status query"),
+    ("agent", "in", "ticket"): _shape("agent", "in", "type id ticket"),
+    ("agent", "in", "ticket_update"): _shape("agent", "in", "type id ticket", "status assignee"),
     ("agent", "in", "ping"): _shape("agent", "in", "type", "id"),
     ("agent", "out", "welcome"): _shape("agent", "out", "type agent teams canned mode"),
-    ("agent", "out", "queue"): _shape("agent", "out", "type waiting mine at"),
+    ("agent", "out", "queue"): _shape("agent", "out", "type waiting mine at", "others"),
     ("agent", "out", "chat"): _shape("agent", "out", "type session packet notes handoff"),
     ("agent", "out", "event"): _shape("agent", "out", "type session event"),
     ("agent", "out", "typing"): _shape("agent", "out", "type session from"),
     ("agent", "out", "note"): _shape("agent", "out", "type session note"),
-    ("agent", "out", "ack"): _shape("agent", "out", "type id"),
+    ("agent", "out", "ack"): _shape("agent", "out", "type id", "duplicate"),
+    ("agent", "out", "tickets"): _shape("agent", "out", "type items", "id"),
+    ("agent", "out", "ticket"): _shape("agent", "out", "type ticket"),
     ("agent", "out", "error"): _shape("agent", "out", "type code message", "id"),
     ("agent", "out", "pong"): _shape("agent", "out", "type"),
 }
@@ -190,6 +198,11 @@ def agent_typing() -> Frame:
     return {"type": "typing", "from": "agent"}
 
 
+def position(queue: str, place: int) -> Frame:
+    """To a waiting shopper: their place in line changed (not stored: only the latest matters)."""
+    return {"type": "position", "queue": queue, "position": place}
+
+
 # -- the agent socket ---------------------------------------------------------------------------
 
 
@@ -205,8 +218,14 @@ def welcome(
     }
 
 
-def queue(waiting: list[Frame], mine: list[Frame], at: float) -> Frame:
-    return {"type": "queue", "waiting": waiting, "mine": mine, "at": at}
+def queue(
+    waiting: list[Frame], mine: list[Frame], at: float, others: list[Frame] | None = None
+) -> Frame:
+    """Waiting chats of the agent's teams, the agent's own; for admins, the chats others hold."""
+    out = {"type": "queue", "waiting": waiting, "mine": mine, "at": at}
+    if others is not None:
+        out["others"] = others
+    return out
 
 
 def chat(sid: str, packet: Frame, notes: list[Frame], handoff: Frame | None) -> Frame:
@@ -226,5 +245,22 @@ def note(sid: str, added: Frame) -> Frame:
     return {"type": "note", "session": sid, "note": added}
 
 
-def agent_ack(action_id: str) -> Frame:
-    return {"type": "ack", "id": action_id}
+def agent_ack(action_id: str, *, duplicate: bool = False) -> Frame:
+    """An agent action done; `duplicate`: it had been done before (a resend), not again."""
+    out: Frame = {"type": "ack", "id": action_id}
+    if duplicate:
+        out["duplicate"] = True
+    return out
+
+
+def tickets(items: list[Frame], frame_id: str | None) -> Frame:
+    """The inbox, as a list (no packets), answering `tickets`."""
+    out: Frame = {"type": "tickets", "items": items}
+    if frame_id is not None:
+        out["id"] = frame_id
+    return out
+
+
+def ticket(t: Frame) -> Frame:
+    """One ticket with its packet (the conversation it came from)."""
+    return {"type": "ticket", "ticket": t}

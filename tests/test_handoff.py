@@ -354,7 +354,7 @@ async def test_agent_auth(tmp_path: Path) -> None:
             welcome
         )
         err = await agent.act({"type": "reply", "session": "nonexistent-session", "text": "hi"})
-        assert err["code"] == "not_yours"
+        assert err["code"] == "session_gone"  # no such session (any more)
         await agent.close()
         status, page = proc.get("/agent")
         assert status == 200 and "console.js" in page

@@ -151,6 +151,7 @@ HANDOFF_OUTCOMES: tuple[HandoffOutcome, ...] = get_args(HandoffOutcome)
 @dataclass(frozen=True, slots=True)
 class HandoffUpdate:
     outcome: HandoffOutcome
+    hours: str = ""  # offline: the team's opening hours in the shopper's language ("": none set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +191,9 @@ class RequestHandoff:
     queue: str
     priority: str
     reason: str | None
-    flow: str
+    flow: str  # the flow that asked (a linked flow, such as identify_order)
     step: str
+    top: str = ""  # the flow the shopper chose, which routing goes by ("": `flow`)
 
 
 @dataclass(frozen=True, slots=True)

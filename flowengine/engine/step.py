@@ -91,8 +91,8 @@ def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -
             run.text(text)
         case m.ActionResult():
             run.action_result(event)
-        case m.HandoffUpdate(outcome=outcome):
-            run.handoff_update(outcome)
+        case m.HandoffUpdate(outcome=outcome, hours=hours):
+            run.handoff_update(outcome, hours)
         case m.SetContext():  # pragma: no cover - matched first; here for the type checker
             pass
         case _:
@@ -157,6 +157,7 @@ class _Run:
             "shopper": ctx.get("shopper", {}),
             "page": ctx.get("page", {}),
             "context": ctx.get("context", {}),
+            "handoff": ctx.get("handoff", {}),
             "locale": self.locale,
         }
 
@@ -531,13 +532,19 @@ class _Run:
             priority=priority,
             reason=reason,
         )
-        self.effects.append(m.RequestHandoff(queue, priority, reason, self.flow_name, self.key))
+        top = self.stack[0][0] if self.stack else self.flow_name
+        self.effects.append(
+            m.RequestHandoff(queue, priority, reason, self.flow_name, self.key, top)
+        )
 
-    def handoff_update(self, outcome: str) -> None:
+    def handoff_update(self, outcome: str, hours: str = "") -> None:
         h = self.handoff
         if self.waiting != "agent" or h is None:
             raise _Refused("no_handoff", "this conversation is not with a person")
         self.emit("handoff_" + outcome, queue=h.queue)
+        if outcome in ("offline", "timeout"):
+            # What the offline flow may tell the shopper: `handoff.hours`, `handoff.outcome`.
+            self.context = {**self.context, "handoff": {"outcome": outcome, "hours": hours}}
         if outcome == "assigned":
             self.handoff = replace(h, assigned=True)
             return

@@ -113,7 +113,10 @@ class RedisAccounts:
         self._r.hset(self.KEY, account.username, _encode(account))
 
     def remove(self, username: str) -> bool:
-        return bool(self._r.hdel(self.KEY, username))
+        removed = bool(self._r.hdel(self.KEY, username))
+        if removed:  # close the account's open consoles on every instance now (see service.logins)
+            self._r.publish(f"fe:n:@agent:{username}", json.dumps({"logout": "*"}))
+        return removed
 
 
 def open_accounts(redis_url: str | None, path: str) -> AccountBook:

@@ -28,25 +28,39 @@ from ..server.runtime import Runtime
 from ..server.sessions import SessionGone
 from ..store import StoreUnavailable
 from .accounts import Account
-from .service import NotAllowed, NotAvailable, NotYours
+from .service import (
+    NobodyOnline,
+    NotAllowed,
+    NotAvailable,
+    NoTicket,
+    NotYours,
+    logins,
+    token_hash,
+)
 
 log = logging.getLogger("flowengine.agents")
 
 SNAPSHOT_EVERY = 1.0
 AGENT_RATE, AGENT_BURST = 10.0, 40
+ACTION_ID_TTL = 24 * 3600.0  # how long a resent action id is recognised as already applied
 
 
 class AgentSocket(Follower):
-    def __init__(self, ws: WebSocket, runtime: Runtime, account: Account) -> None:
+    def __init__(self, ws: WebSocket, runtime: Runtime, account: Account, token: str) -> None:
         super().__init__(ws, runtime.store)
         self.runtime = runtime
         self.account = account
+        self.token = token
         self.status = "online"
 
     def wrap(self, sid: str, event: frames.Frame) -> frames.Frame:
         return frames.event(sid, event)
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
+        if "logout" in payload:
+            if payload["logout"] in ("*", token_hash(self.token)):
+                await self.end()
+            return
         if payload.get("typing") == "shopper":
             await self.send(frames.shopper_typing(sid))
         elif "note" in payload:
@@ -83,6 +97,24 @@ class AgentSocket(Follower):
 
     async def snapshot(self) -> None:
         await self.send(await self.runtime.handoffs.snapshot(self.account, self.info()))
+
+    async def still_valid(self) -> bool:
+        """Whether the login still stands (not logged out, not expired, the account not
+        removed); the account as it is now (teams, role) is used from here on."""
+        account = await self.runtime.handoffs.agent_for(self.token)
+        if account is None or account.username != self.account.username:
+            return False
+        self.account = account
+        return True
+
+    async def end(self) -> None:
+        """The login is over: say so and close (the console shows the login form)."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.ws.send_json(frames.error("unauthorized", "you have been logged out"))
+            await self.ws.close(code=1008)
 
 
 Handler = Callable[[AgentSocket, dict[str, Any]], Awaitable[None]]
@@ -127,6 +159,57 @@ async def on_claim(conn: AgentSocket, frame: dict[str, Any]) -> None:
         raise ProtocolError("not_allowed", "this chat is not in your teams") from None
 
 
+async def on_takeover(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    sid = _session(frame)
+    await conn.show(sid, lambda: conn.runtime.handoffs.take_over(conn.account, sid, conn.account))
+
+
+async def on_reassign(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    sid = _session(frame)
+    username = frame.get("agent")
+    to = await conn.runtime.handoffs.account(username) if isinstance(username, str) else None
+    if to is None:
+        raise ProtocolError("bad_agent", f"no agent '{str(username)[:32]}'")
+    await conn.runtime.handoffs.take_over(conn.account, sid, to)
+
+
+async def on_tickets(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    status = frame.get("status", "open")
+    query = frame.get("query", "")
+    if status not in ("open", "done", "all") or not isinstance(query, str) or len(query) > 200:
+        raise ProtocolError("bad_frame", "status is open, done or all; query is short text")
+    items = await conn.runtime.handoffs.tickets(conn.account, status, query)
+    await conn.send(frames.tickets(items, frame_id(frame)))
+
+
+def _ticket_key(frame: dict[str, Any]) -> str:
+    key = frame.get("ticket")
+    if not isinstance(key, str) or not 1 <= len(key) <= 128:
+        raise ProtocolError("bad_ticket", f"'{frame['type']}' needs a ticket key")
+    return key
+
+
+async def on_ticket(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    ticket = await conn.runtime.handoffs.ticket(conn.account, _ticket_key(frame))
+    await conn.send(frames.ticket(ticket))
+
+
+async def on_ticket_update(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    key = _ticket_key(frame)
+    status = frame.get("status")
+    if status not in (None, "open", "done"):
+        raise ProtocolError("bad_frame", "status is open or done")
+    assignee: str | bool | None = False
+    if "assignee" in frame:
+        assignee = frame["assignee"]
+        if assignee is not None and (
+            not isinstance(assignee, str) or await conn.runtime.handoffs.account(assignee) is None
+        ):
+            raise ProtocolError("bad_agent", f"no agent '{str(assignee)[:32]}'")
+    ticket = await conn.runtime.handoffs.update_ticket(conn.account, key, status, assignee)
+    await conn.send(frames.ticket(ticket))
+
+
 async def on_open(conn: AgentSocket, frame: dict[str, Any]) -> None:
     sid = _session(frame)
     try:
@@ -164,8 +247,22 @@ async def on_transfer(conn: AgentSocket, frame: dict[str, Any]) -> None:
     await conn.runtime.handoffs.transfer(conn.account, _session(frame), team)
 
 
-# Frames that change something carry an `id` (the ack names it); the rest may.
-NEEDS_ID = frozenset({"claim", "open", "reply", "note", "close", "handback", "transfer"})
+# Frames that change something carry an `id` (the ack names it); the rest may. A resent id is
+# acknowledged again (`duplicate`) and not applied twice (ONCE), except a read (open, tickets).
+ONCE = frozenset(
+    {
+        "claim",
+        "reply",
+        "note",
+        "close",
+        "handback",
+        "transfer",
+        "takeover",
+        "reassign",
+        "ticket_update",
+    }
+)
+NEEDS_ID = ONCE | {"open", "ticket"}
 
 HANDLERS: dict[str, Handler] = {
     "ping": on_ping,
@@ -178,16 +275,23 @@ HANDLERS: dict[str, Handler] = {
     "close": on_close,
     "handback": on_handback,
     "transfer": on_transfer,
+    "takeover": on_takeover,
+    "reassign": on_reassign,
+    "tickets": on_tickets,
+    "ticket": on_ticket,
+    "ticket_update": on_ticket_update,
 }
 
 
-async def _authenticate(ws: WebSocket, runtime: Runtime) -> Account | None:
+async def _authenticate(ws: WebSocket, runtime: Runtime) -> tuple[Account, str] | None:
     try:
         first = await asyncio.wait_for(ws.receive_text(), runtime.config.hello_timeout)
         frame = decode(first)
-        if frame["type"] != "auth":
+        token = frame.get("token")
+        if frame["type"] != "auth" or not isinstance(token, str):
             return None
-        return await runtime.handoffs.agent_for(frame.get("token"))
+        account = await runtime.handoffs.agent_for(token)
+        return (account, token) if account is not None else None
     except (TimeoutError, ProtocolError, WebSocketDisconnect, StoreUnavailable, KeyError):
         return None
 
@@ -196,8 +300,8 @@ async def agent_socket(ws: WebSocket) -> None:
     runtime: Runtime = ws.app.state.runtime
     if not await accept(ws, runtime.config):
         return
-    account = await _authenticate(ws, runtime)
-    conn = AgentSocket(ws, runtime, account) if account is not None else None
+    login = await _authenticate(ws, runtime)
+    conn = AgentSocket(ws, runtime, *login) if login is not None else None
     if conn is None:
         with contextlib.suppress(Exception):
             await ws.send_json(frames.error("unauthorized", "log in again"))
@@ -205,6 +309,8 @@ async def agent_socket(ws: WebSocket) -> None:
         return
     config = runtime.handoff_config
     await conn.send(frames.welcome(conn.account.public(), config.teams, config.canned, config.mode))
+    username = conn.account.username
+    await runtime.hub.attach(logins(username), conn)
     ticker = asyncio.create_task(_tick(conn))
     try:
         await _converse(conn)
@@ -213,15 +319,46 @@ async def agent_socket(ws: WebSocket) -> None:
     finally:
         conn.closed = True
         ticker.cancel()
+        await runtime.hub.detach(logins(username), conn)
         for sid in list(conn.sent):
             await runtime.hub.detach(sid, conn)
 
 
 async def _tick(conn: AgentSocket) -> None:
+    """Every second: is the login still good (a logout on another instance, a removed account,
+    an expired token end the socket), then the queue, which also marks the agent present."""
     while not conn.closed:
         with contextlib.suppress(StoreUnavailable):
+            if not await conn.still_valid():
+                await conn.end()
+                return
             await conn.snapshot()
         await asyncio.sleep(SNAPSHOT_EVERY)
+
+
+async def _act(
+    conn: AgentSocket, handler: Handler, frame: dict[str, Any], action_id: str | None
+) -> None:
+    """Run one action once per id, on any instance: a resent id (the console resends what was
+    not acknowledged after a reconnect) is acknowledged as a duplicate and not applied again;
+    an action that failed may be resent and applied."""
+    once = None
+    if action_id is not None and frame["type"] in ONCE:
+        once = f"agent:{conn.account.username}:{action_id}"
+        if not await conn.store.once(once, ACTION_ID_TTL):
+            if frame["type"] == "claim":  # the chat frame may be what was lost: send it again
+                await on_open(conn, frame)
+            await conn.send(frames.agent_ack(action_id, duplicate=True))
+            return
+    try:
+        await handler(conn, frame)
+    except BaseException:
+        if once is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await conn.store.forget(once)
+        raise
+    if action_id is not None:
+        await conn.send(frames.agent_ack(action_id))
 
 
 async def _converse(conn: AgentSocket) -> None:
@@ -244,15 +381,27 @@ async def _converse(conn: AgentSocket) -> None:
                 raise ProtocolError(
                     "bad_id", f"'{frame['type']}' needs an 'id' of 1 to 64 characters"
                 )
-            await handler(conn, frame)
-            if action_id is not None:
-                await conn.send(frames.agent_ack(action_id))
+            if conn.closed:
+                return  # logged out meanwhile: nothing more is done for this socket
+            await _act(conn, handler, frame, action_id)
         except ProtocolError as exc:
             await conn.send(frames.error(exc.code, exc.message, action_id))
         except NotYours:
             await conn.send(
                 frames.error("not_yours", "this chat is not assigned to you", action_id)
             )
+        except NobodyOnline as exc:
+            await conn.send(
+                frames.error(
+                    "nobody_online", f"nobody in '{exc}' is online; the chat stays yours", action_id
+                )
+            )
+        except NotAllowed:
+            await conn.send(
+                frames.error("not_allowed", "not in your teams, or for admins only", action_id)
+            )
+        except NoTicket:
+            await conn.send(frames.error("no_ticket", "there is no such ticket", action_id))
         except SessionGone:
             await conn.send(
                 frames.error("session_gone", "the shopper's session has expired", action_id)

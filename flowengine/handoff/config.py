@@ -64,6 +64,8 @@ class Webhook:
 class HandoffConfig:
     teams: tuple[str, ...] = DEFAULT_TEAMS
     rules: tuple[Rule, ...] = ()
+    # team -> the teams its handoffs go to, in order, when nobody in it is online
+    fallback: dict[str, tuple[str, ...]] = field(default_factory=dict)
     timezone: str = "UTC"
     hours: dict[str, tuple[tuple[int, int], ...]] = field(
         default_factory=dict
@@ -73,6 +75,11 @@ class HandoffConfig:
     queue_timeout: float = 300.0
     canned: tuple[dict[str, str], ...] = ()
     webhooks: tuple[Webhook, ...] = ()
+    presence_grace: float = 120.0  # seconds before a gone agent's chats are queued again
+
+    def chain(self, team: str) -> tuple[str, ...]:
+        """`team`, then its fallbacks: where a handoff to `team` may go, in order."""
+        return (team, *(t for t in self.fallback.get(team, ()) if t != team))
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -143,6 +150,11 @@ def _build(data: dict[str, Any]) -> HandoffConfig:
             Rule(r["team"], r.get("priority"), r.get("flow"), r.get("reason"))
             for r in data.get("routing") or []
         ),
+        fallback={
+            team: tuple(dict.fromkeys(chain or ()))
+            for team, chain in (data.get("fallback") or {}).items()
+        },
+        presence_grace=float(data.get("presence_grace", 120)),
         timezone=schedule.get("timezone", "UTC"),
         hours={
             day: tuple(_span(s) or (0, 0) for s in _day_spans(spans))
@@ -220,6 +232,35 @@ def check_rule_teams(data: dict[str, Any], source: SourceMap) -> Iterator[Diagno
                 hint=did_you_mean(team, teams)
                 or f"teams: {', '.join(teams)}; add '{team}' to `teams`, or route to one of them",
             )
+
+
+def check_fallback_teams(data: dict[str, Any], source: SourceMap) -> Iterator[Diagnostic]:
+    """H111: a fallback names a team that is not in `teams`."""
+    fallback = data.get("fallback")
+    if not isinstance(fallback, dict) or (
+        data.get("teams") is not None and not isinstance(data.get("teams"), list)
+    ):
+        return
+    named = [t for _, t in _items(data, "teams") if isinstance(t, str)]
+    teams = list(dict.fromkeys(named)) or list(DEFAULT_TEAMS)
+    for team, chain in fallback.items():
+        if team not in teams:
+            yield _diag(
+                source,
+                "H111",
+                f"fallback for unknown team '{team}'",
+                ("fallback", team),
+                hint=did_you_mean(team, teams) or f"teams: {', '.join(teams)}",
+            )
+        for i, other in enumerate(chain if isinstance(chain, list) else []):
+            if isinstance(other, str) and other not in teams:
+                yield _diag(
+                    source,
+                    "H111",
+                    f"'{team}' falls back to unknown team '{other}'",
+                    ("fallback", team, i),
+                    hint=did_you_mean(other, teams) or f"teams: {', '.join(teams)}",
+                )
 
 
 def _covers(earlier: dict[str, Any], later: dict[str, Any]) -> bool:
@@ -405,6 +446,7 @@ def check_webhook_events(data: dict[str, Any], source: SourceMap) -> Iterator[Di
 CHECKS: tuple[Check, ...] = (
     check_duplicate_teams,
     check_rule_teams,
+    check_fallback_teams,
     check_shadowed_rules,
     check_timezone,
     check_hours,

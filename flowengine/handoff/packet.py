@@ -31,6 +31,7 @@ def build(
         "reason": reason,
         "locale": state.locale,
         "page": state.context.get("page", {}),
+        "context": state.context.get("context", {}),  # what the shop's page told (cart_total)
         "shopper": {
             "name": shopper.get("name"),
             "email": shopper.get("email") or variables.get("email"),

@@ -21,14 +21,14 @@ from typing import Any, Literal
 
 from .. import frames
 from ..engine import model as m
-from ..server.sessions import Applied, SessionService
+from ..server.sessions import Applied, SessionGone, SessionService
 from ..server.tasks import stop_task
 from ..store import ChatView, Store
 from . import packet as packets
 from .accounts import Account, AccountBook
 from .config import HandoffConfig
 from .passwords import verify_password
-from .routing import is_open, route, score
+from .routing import is_open, opening_hours, route, score
 from .webhooks import Webhooks
 
 log = logging.getLogger("flowengine.handoffs")
@@ -40,6 +40,7 @@ TOKEN_TTL = 12 * 3600.0
 LOGIN_FAILURES_PER_USER = 5
 LOGIN_FAILURES_PER_ADDRESS = 20
 LOGIN_WINDOW = 300.0
+PREVIEW = 140  # characters of the shopper's last message the queue shows
 TRANSCRIPT_LIMIT = 5000  # events of a transcript an agent (and a webhook) gets at most
 
 Outcome = Literal["assigned", "offline", "timeout", "closed", "handed_back"]
@@ -61,8 +62,26 @@ class NotAvailable(Exception):
     """The chat is no longer waiting: another agent took it, or it left the queue."""
 
 
-def _token_hash(token: str) -> str:
+class NobodyOnline(Exception):
+    """A transfer to a team with nobody online (it would wait for nobody): refused."""
+
+
+class NoTicket(Exception):
+    """No ticket has this key."""
+
+
+def logins(username: str) -> str:
+    """The signal channel of `username`'s console sockets (a logout reaches every instance)."""
+    return "@agent:" + username
+
+
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _serving(online: dict[str, dict[str, Any]], team: str) -> bool:
+    """Whether anyone of `online` takes `team`'s chats (admins take every team's)."""
+    return any(i.get("role") == "admin" or team in i.get("teams", ()) for i in online.values())
 
 
 def _waiting_for_agent(outcome: Outcome) -> Callable[[m.State], m.Event | None]:
@@ -92,57 +111,100 @@ class HandoffService:
 
     # -- the effect runner's port (flowengine.effects.HandoffPort) -------------------------
     async def request(self, sid: str, effect: m.RequestHandoff) -> tuple[m.Effect, ...]:
-        team, priority = route(
-            self.config, effect.flow, effect.reason, effect.queue, effect.priority
-        )
+        # Routing goes by the flow the shopper chose (track_order), not the linked flow that
+        # asked (identify_order); the team's fallback chain is tried while nobody is online.
+        chosen = effect.top or effect.flow
+        routed, priority = route(self.config, chosen, effect.reason, effect.queue, effect.priority)
         now = self.clock()
         if not is_open(self.config, now):
-            return await self._offline(sid, team, "closed")
-        if not await self._agents_for(team, now):
-            return await self._offline(sid, team, "no_agent")
+            return await self._offline(sid, routed, "closed")
+        team = await self._staffed(routed, now)
+        if team is None:
+            return await self._offline(sid, routed, "no_agent")
         record = {
             "session": sid,
             "team": team,
             "priority": priority,
             "reason": effect.reason,
-            "flow": effect.flow,
-            "step": effect.step,
+            "flow": chosen,
+            "step": effect.step if effect.flow == chosen else f"{effect.flow}.{effect.step}",
             "created_at": now,
             "queued_at": now,
+            **await self._about(sid),
         }
+        if team != routed:
+            record["routed_to"] = routed
         if not await self.store.put_handoff(sid, record, score(priority, now), self.ttl):
             return ()  # one is already open
-        position = await self._position(team, sid)
+        position = await self._line_moved(team, joined=sid)
         await self.sessions.append(sid, [frames.handoff_queued(team, position)])
         await self._emit_packet("handoff.created", sid)
         if self.config.mode == "auto":
             await self.assign_waiting(team)
         return ()
 
+    async def _staffed(self, team: str, now: float) -> str | None:
+        """The first team of `team`'s fallback chain with someone online; None: nobody."""
+        online = await self._online(now)
+        return next((t for t in self.config.chain(team) if _serving(online, t)), None)
+
+    async def _about(self, sid: str) -> dict[str, Any]:
+        """What the queue shows of a waiting shopper: name or email, and what they last said."""
+        record = await self.store.load(sid)
+        if record is None:
+            return {}
+        state = m.State.from_json(record.state)
+        who = state.context.get("shopper") or {}
+        shopper = {k: str(who[k])[:200] for k in ("name", "email") if who.get(k)}
+        if "email" not in shopper and isinstance(state.vars.get("email"), str):
+            shopper["email"] = state.vars["email"][:200]
+        tail = await self.store.replay(sid, max(0, record.seq - 20), 20)
+        said = [e["text"] for e in tail if e.get("type") == "message" and e["from"] == "shopper"]
+        return {"shopper": shopper, "preview": said[-1][:PREVIEW] if said else None}
+
     async def cancel(self, sid: str) -> None:
         """The shopper left the queue or the chat (started over)."""
-        record = await self.store.transition(
-            sid,
-            ("queued", "assigned"),
-            {"status": "closed", "outcome": "cancelled", "closed_at": self.clock()},
-            None,
-            self.ttl,
-        )
-        if record is not None:
-            await self.sessions.append(sid, [frames.handoff_closed("shopper")])
+        for status in ("queued", "assigned"):  # which it was decides whether the line moved
+            record = await self.store.transition(
+                sid,
+                (status,),
+                {"status": "closed", "outcome": "cancelled", "closed_at": self.clock()},
+                None,
+                self.ttl,
+            )
+            if record is not None:
+                await self.sessions.append(sid, [frames.handoff_closed("shopper")])
+                if status == "queued":
+                    await self._line_moved(record["team"], left=record.get("score"))
+                return
 
     async def forward(self, sid: str, effect: m.ForwardToAgent) -> None:
-        """The shopper wrote to the person: the text is in the transcript agents follow."""
+        """The shopper wrote to the person: the text is in the transcript agents follow; the
+        queue's preview shows it."""
+        await self.store.transition(
+            sid, ("queued", "assigned"), {"preview": effect.text[:PREVIEW]}, None, self.ttl
+        )
 
     async def emit(self, event: str, data: dict[str, Any]) -> None:
+        if event == "ticket.created":
+            await self.keep_ticket(data["session"], data.get("ticket") or {}, data["request"])
         await self.webhooks.emit(event, data)
 
     async def _offline(
         self, sid: str, team: str, reason: frames.OfflineReason
     ) -> tuple[m.Effect, ...]:
-        """Tell the shopper nobody is available; the flow's offline exit (leave a message)."""
+        """Tell the shopper nobody is available; the flow's offline exit (leave a message), which
+        may say the opening hours (`handoff.hours`, in the shopper's language)."""
+        now = self.clock()
+
+        def decide(s: m.State) -> m.Event | None:
+            if s.waiting != "agent":
+                return None
+            outcome: Outcome = "timeout" if reason == "timeout" else "offline"
+            return m.HandoffUpdate(outcome, opening_hours(self.config, s.locale, now))
+
         applied = await self.sessions.advance(
-            sid, _waiting_for_agent("offline"), None, extra=(frames.handoff_offline(team, reason),)
+            sid, decide, None, extra=(frames.handoff_offline(team, reason),)
         )
         return applied.effects
 
@@ -163,17 +225,25 @@ class HandoffService:
             await self.store.add_failure(keys, LOGIN_WINDOW)
             return None
         token = secrets.token_urlsafe(32)
-        await self.store.put_token(_token_hash(token), account.username, TOKEN_TTL)
+        await self.store.put_token(token_hash(token), account.username, TOKEN_TTL)
         return token, account
 
     async def logout(self, token: str) -> None:
-        await self.store.del_token(_token_hash(token))
+        """End the login: the token stops working, and every console socket opened with it, on
+        every instance, is closed at once (a signal; the sockets' own check is the backstop)."""
+        username = await self.store.get_token(token_hash(token))
+        await self.store.del_token(token_hash(token))
+        if username is not None:
+            await self.store.signal(logins(username), {"logout": token_hash(token)})
+
+    async def account(self, username: str) -> Account | None:
+        return await asyncio.to_thread(self.accounts.get, username)
 
     async def agent_for(self, token: object) -> Account | None:
         """The account a console token belongs to, if it is still valid."""
         if not isinstance(token, str) or not 20 <= len(token) <= 100:
             return None
-        username = await self.store.get_token(_token_hash(token))
+        username = await self.store.get_token(token_hash(token))
         if username is None:
             return None
         return await asyncio.to_thread(self.accounts.get, username)
@@ -202,6 +272,8 @@ class HandoffService:
             # Not waiting any more, or not this agent's team: say which (a read, on failure only).
             current = await self.store.get_handoff(sid)
             teams = self._teams(agent)
+            if current is None:
+                await self._gone_or(sid, NotAvailable(sid))
             if current is not None and teams is not None and current.get("team") not in teams:
                 raise NotAllowed(sid)
             raise NotAvailable(sid)
@@ -224,6 +296,8 @@ class HandoffService:
             view.notes,
             record,
         )
+        # The rest of the line moves up; off the claim's path (the agent waits for the chat).
+        self.sessions.tasks.spawn(self._line_moved(record["team"], left=record.get("score")))
         if self.webhooks.wants("handoff.assigned"):
             packet = chat["packet"]
             await self.webhooks.emit("handoff.assigned", {**packet, "agent": agent.public()})
@@ -233,12 +307,22 @@ class HandoffService:
         """The chat frame for a chat of the agent's teams: packet, notes, handoff record."""
         view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
         teams = self._teams(agent)
+        if view.handoff is None and view.session is None:
+            raise SessionGone(sid)
         if view.handoff is None or (teams is not None and view.handoff["team"] not in teams):
             raise NotAllowed(sid)
         return frames.chat(sid, self._packet(sid, view), view.notes, view.handoff)
 
+    async def _gone_or(self, sid: str, otherwise: Exception) -> None:
+        """Raise SessionGone if the shopper's session has expired, else `otherwise`."""
+        if await self.store.load(sid) is None:
+            raise SessionGone(sid)
+        raise otherwise
+
     async def _mine(self, agent: Account, sid: str) -> dict[str, Any]:
         record = await self.store.get_handoff(sid)
+        if record is None:
+            await self._gone_or(sid, NotYours(sid))
         if (
             record is None
             or record["status"] != "assigned"
@@ -275,6 +359,7 @@ class HandoffService:
             {"status": "closed", "outcome": outcome, "closed_at": self.clock()},
             None,
             self.ttl,
+            agent=agent.username,
         )
         if record is None:
             raise NotYours(sid)
@@ -291,6 +376,8 @@ class HandoffService:
         if team not in self.config.teams:
             raise ValueError(f"unknown team '{team}'")
         record = await self._mine(agent, sid)
+        if not await self._agents_for(team, self.clock()):
+            raise NobodyOnline(team)
         moved = await self.store.transition(
             sid,
             ("assigned",),
@@ -304,13 +391,136 @@ class HandoffService:
             },
             score(record["priority"], record["created_at"]),
             self.ttl,
+            agent=agent.username,
         )
         if moved is None:
             raise NotYours(sid)
-        position = await self._position(team, sid)
+        position = await self._line_moved(team, joined=sid)
         await self.sessions.append(sid, [frames.handoff_queued(team, position)])
         if self.config.mode == "auto":
             await self.assign_waiting(team)
+
+    async def take_over(self, admin: Account, sid: str, to: Account) -> frames.Frame:
+        """An admin gives a held chat to `to` (themselves: a take over). The shopper is told who
+        has it now; the chat frame for `to`. Raises NotAllowed for a non-admin."""
+        if admin.role != "admin":
+            raise NotAllowed(sid)
+        record = await self.store.transition(
+            sid,
+            ("assigned",),
+            {
+                "agent": to.username,
+                "agent_name": to.name,
+                "assigned_at": self.clock(),
+                "reassigned_by": admin.name,
+            },
+            None,
+            self.ttl,
+        )
+        if record is None:
+            await self._gone_or(sid, NotYours(sid))
+        await self.sessions.append(sid, [frames.handoff_assigned(to.name)])
+        view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
+        return frames.chat(sid, self._packet(sid, view), view.notes, view.handoff)
+
+    async def requeue_absent(self) -> None:
+        """Chats held by an agent gone longer than the grace go back to the front of their
+        queue (an agent removed, or a console closed without a word); the shopper is told."""
+        now = self.clock()
+        for username, seen in (await self.store.presence()).items():
+            if now - seen < self.config.presence_grace:
+                continue
+            for record in await self.store.agent_chats(username):
+                sid = record["session"]
+                moved = await self.store.transition(
+                    sid,
+                    ("assigned",),
+                    {
+                        "status": "queued",
+                        "agent": None,
+                        "agent_name": None,
+                        "requeued_from": record.get("agent_name") or username,
+                        "queued_at": now,
+                    },
+                    score(record["priority"], 0),  # the front of its priority
+                    self.ttl,
+                    agent=username,
+                )
+                if moved is None:
+                    continue
+                log.info("requeued chat %s: agent %s gone %.0f s", sid[:6], username, now - seen)
+                position = await self._line_moved(moved["team"], joined=sid)
+                await self.sessions.append(sid, [frames.handoff_queued(moved["team"], position)])
+
+    # -- the inbox: tickets (left messages, problem reports) ---------------------------------
+    async def keep_ticket(self, sid: str, created: dict[str, Any], request: dict[str, Any]) -> None:
+        """File a ticket an action created, with the conversation so far, in the inbox."""
+        ticket_id = str(created.get("ticket_id", ""))
+        key = f"{ticket_id}.{sid[:8]}"  # backends number tickets per process: keep both
+        packet = await self.packet(sid)
+        # The team the shopper was sent to before nobody could take it, else by the flow.
+        asked = [e.get("queue") for e in packet.get("transcript", []) if e.get("type") == "handoff"]
+        team = next((q for q in reversed(asked) if q in self.config.teams), None)
+        if team is None:
+            team = route(self.config, str(packet.get("flow") or ""), None, "", "normal")[0]
+        fields = ("kind", "details", "number", "email", "name")
+        ticket = {
+            "key": key,
+            "ticket_id": ticket_id,
+            "session": sid,
+            "team": team,
+            **{k: str(request[k])[:4000] for k in fields if request.get(k) is not None},
+            "status": "open",
+            "assignee": None,
+            "created_at": self.clock(),
+            "packet": packet,
+        }
+        await self.store.put_ticket(key, ticket)
+
+    def _may_see(self, agent: Account, ticket: dict[str, Any]) -> bool:
+        teams = self._teams(agent)
+        return teams is None or ticket.get("team") in teams
+
+    async def tickets(
+        self, agent: Account, status: str = "open", query: str = ""
+    ) -> list[dict[str, Any]]:
+        """The inbox as a list (newest first, without packets): `status` open, done or all;
+        `query` matches an email, an order number or a ticket id."""
+        q = query.strip().lower().lstrip("#")
+        out = []
+        for t in await self.store.tickets():
+            if not self._may_see(agent, t) or (status != "all" and t.get("status") != status):
+                continue
+            if q and not any(
+                q in str(t.get(k) or "").lower() for k in ("email", "number", "ticket_id", "name")
+            ):
+                continue
+            out.append({k: v for k, v in t.items() if k != "packet"})
+        return out
+
+    async def ticket(self, agent: Account, key: str) -> dict[str, Any]:
+        ticket = await self.store.get_ticket(key)
+        if ticket is None:
+            raise NoTicket(key)
+        if not self._may_see(agent, ticket):
+            raise NotAllowed(key)
+        return ticket
+
+    async def update_ticket(
+        self, agent: Account, key: str, status: str | None, assignee: str | bool | None
+    ) -> dict[str, Any]:
+        """Mark a ticket done or open again, and/or give it to someone (`assignee` False: keep)."""
+        await self.ticket(agent, key)
+        changes: dict[str, Any] = {"updated_at": self.clock(), "updated_by": agent.username}
+        if status is not None:
+            changes["status"] = status
+            changes["done_at"] = self.clock() if status == "done" else None
+        if assignee is not False:
+            changes["assignee"] = assignee
+        updated = await self.store.update_ticket(key, changes)
+        if updated is None:
+            raise NoTicket(key)
+        return updated
 
     async def snapshot(self, agent: Account, info: dict[str, Any]) -> frames.Frame:
         """Mark the agent present and say what waits in their teams and what is theirs."""
@@ -322,20 +532,37 @@ class HandoffService:
             for i, r in enumerate(await self.store.queue(team)):
                 waiting.append({**r, "position": i + 1, "waiting": now - r["created_at"]})
         mine = await self.store.agent_chats(agent.username)
-        return frames.queue(waiting, mine, now)
+        if agent.role != "admin":
+            return frames.queue(waiting, mine, now)
+        others = []
+        for username in await self.store.presence():
+            if username != agent.username:
+                others.extend(await self.store.agent_chats(username))
+        return frames.queue(waiting, mine, now, others)
 
     # -- the queue over time ---------------------------------------------------------------
-    async def _agents_for(self, team: str, now: float) -> dict[str, dict[str, Any]]:
+    async def _online(self, now: float) -> dict[str, dict[str, Any]]:
+        """Agents online now (a console connected, status not away), with what they said of
+        themselves (teams, role, capacity)."""
         online = await self.store.online(now, ONLINE_WINDOW)
-        return {
-            a: i
-            for a, i in online.items()
-            if i.get("status", "online") == "online" and team in i.get("teams", ())
-        }
+        return {a: i for a, i in online.items() if i.get("status", "online") == "online"}
 
-    async def _position(self, team: str, sid: str) -> int:
-        waiting = await self.store.queue(team)
-        return next((i + 1 for i, r in enumerate(waiting) if r["session"] == sid), 0)
+    async def _agents_for(self, team: str, now: float) -> dict[str, dict[str, Any]]:
+        online = await self._online(now)
+        return {a: i for a, i in online.items() if _serving({a: i}, team)}
+
+    async def _line_moved(
+        self, team: str, *, joined: str | None = None, left: float | None = None
+    ) -> int:
+        """Tell those waiting in `team` whose place just changed their new place: the ones
+        behind a chat that `joined` (its sid) or `left` (its score). The newcomer's place."""
+        place = 0
+        for i, r in enumerate(await self.store.queue(team)):
+            if r["session"] == joined:
+                place = i + 1
+            elif (joined is not None and place) or (left is not None and r["score"] > left):
+                await self.store.signal(r["session"], {"queue": team, "position": i + 1})
+        return place
 
     async def assign_waiting(self, team: str) -> None:
         """Auto mode: hand waiting chats to online agents under capacity, least loaded first."""
@@ -366,7 +593,9 @@ class HandoffService:
             loads[chosen] += 1
 
     async def sweep(self) -> None:
-        """Time out chats nobody claimed; in auto mode, hand out what waits."""
+        """Requeue the chats of agents who left; time out chats nobody claimed; in auto mode,
+        hand out what waits."""
+        await self.requeue_absent()
         now = self.clock()
         for team in self.config.teams:
             for record in await self.store.queue(team):
@@ -384,6 +613,7 @@ class HandoffService:
                     continue
                 effects = await self._offline(record["session"], team, "timeout")
                 self.sessions.run_effects(record["session"], effects)
+                await self._line_moved(team, left=record.get("score"))
             if self.config.mode == "auto":
                 await self.assign_waiting(team)
 

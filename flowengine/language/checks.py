@@ -16,7 +16,7 @@ from .diagnostics import Diagnostic, Severity, did_you_mean
 from .source import Document
 
 # Variables every conversation has, filled from the session's context by the engine.
-BUILTIN_VARIABLES = frozenset({"shopper", "page", "locale", "context"})
+BUILTIN_VARIABLES = frozenset({"shopper", "page", "locale", "context", "handoff"})
 TEXT_KEYS = frozenset({"say", "menu", "prompt", "label", "title", "retry"})
 
 FlowCheck = Callable[[ir.Flow, ir.Project], Iterator[Diagnostic]]

@@ -44,6 +44,8 @@ class ShopperSocket(Follower):
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
         if payload.get("typing") == "agent":
             await self.send(frames.agent_typing())
+        elif "position" in payload:
+            await self.send(frames.position(payload["queue"], payload["position"]))
 
     async def error(self, code: str, message: str, frame_id: str | None = None) -> None:
         self.runtime.metrics.errors.labels(code).inc()

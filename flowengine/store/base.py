@@ -127,9 +127,10 @@ class HandoffStore(Protocol):
         score: float | None,
         ttl: float,
         teams: tuple[str, ...] | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any] | None:
         """The new record, or None when the status was not one of `allowed` (or, with `teams`,
-        the chat's team is not one of them)."""
+        the chat's team is not one of them; with `agent`, another agent holds it)."""
 
     async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
         """The session, its transcript, notes and handoff record, in one round trip."""
@@ -142,6 +143,27 @@ class HandoffStore(Protocol):
     async def heartbeat(self, agent: str, info: dict[str, Any], now: float) -> None: ...
 
     async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]: ...
+
+    async def presence(self) -> dict[str, float]:
+        """When each agent who ever connected was last seen (a heartbeat)."""
+
+    async def once(self, key: str, ttl: float) -> bool:
+        """True the first time `key` is seen within `ttl` seconds, on any instance (an agent
+        action id: applied once)."""
+
+    async def forget(self, key: str) -> None:
+        """Let `key` be seen for the first time again (the action failed: a resend may apply)."""
+
+    async def put_ticket(self, key: str, ticket: dict[str, Any]) -> None:
+        """Keep a ticket (a left message, a problem report) in the inbox, newest first."""
+
+    async def tickets(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The newest `limit` tickets, newest first."""
+
+    async def get_ticket(self, key: str) -> dict[str, Any] | None: ...
+
+    async def update_ticket(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply `changes` to a ticket atomically; the new ticket, or None if there is none."""
 
     async def failures(self, keys: list[str]) -> list[int]:
         """How many failures each key has had in its current window (0: none)."""

@@ -46,6 +46,8 @@ class MemoryStore:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, forgotten at)
         self._notes: dict[str, list[dict[str, Any]]] = {}
+        self._once: dict[str, float] = {}  # key -> forgotten at
+        self._tickets: dict[str, dict[str, Any]] = {}  # oldest first
         self._outbox: deque[dict[str, Any]] = deque()
         self._inflight: list[dict[str, Any]] = []
         self._webhook_log: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -163,7 +165,7 @@ class MemoryStore:
         if current is not None and current["status"] != "closed":
             return False
         self._handoffs[sid] = (
-            {**copy.deepcopy(record), "status": "queued", "agent": None},
+            {**copy.deepcopy(record), "status": "queued", "agent": None, "score": score},
             self._clock() + ttl,
         )
         self._scores[sid] = score
@@ -181,17 +183,20 @@ class MemoryStore:
         score: float | None,
         ttl: float,
         teams: tuple[str, ...] | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any] | None:
         record = self._handoff(sid)
         if record is None or record["status"] not in allowed:
             return None
         if teams is not None and record.get("team") not in teams:
             return None
+        if agent is not None and record.get("agent") != agent:
+            return None
         record = {**record, **copy.deepcopy(changes)}
         self._handoffs[sid] = (record, self._clock() + ttl)
         if record["status"] == "queued":
             if score is not None:
-                self._scores[sid] = score
+                self._scores[sid] = record["score"] = score
         else:
             self._scores.pop(sid, None)
         return copy.deepcopy(record)
@@ -224,6 +229,37 @@ class MemoryStore:
             for a, (info, seen) in self._presence.items()
             if now - seen <= window
         }
+
+    async def presence(self) -> dict[str, float]:
+        return {a: seen for a, (_, seen) in self._presence.items()}
+
+    async def once(self, key: str, ttl: float) -> bool:
+        now = self._clock()
+        if self._once.get(key, 0.0) > now:
+            return False
+        self._once[key] = now + ttl
+        if len(self._once) > 100_000:
+            self._once = {k: t for k, t in self._once.items() if t > now}
+        return True
+
+    async def forget(self, key: str) -> None:
+        self._once.pop(key, None)
+
+    async def put_ticket(self, key: str, ticket: dict[str, Any]) -> None:
+        self._tickets[key] = copy.deepcopy(ticket)
+
+    async def tickets(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [copy.deepcopy(t) for t in reversed(list(self._tickets.values())[-limit:])]
+
+    async def get_ticket(self, key: str) -> dict[str, Any] | None:
+        ticket = self._tickets.get(key)
+        return copy.deepcopy(ticket) if ticket is not None else None
+
+    async def update_ticket(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        if key not in self._tickets:
+            return None
+        self._tickets[key] = {**self._tickets[key], **copy.deepcopy(changes)}
+        return copy.deepcopy(self._tickets[key])
 
     async def failures(self, keys: list[str]) -> list[int]:
         now = self._clock()

@@ -77,6 +77,7 @@ local rec = cjson.decode(raw)
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if rec.status == s then allowed = true end end
 if not allowed then return false end
+if ARGV[9] ~= '' and rec.agent ~= ARGV[9] then return false end
 if ARGV[8] ~= '' then
   local member = false
   for t in string.gmatch(ARGV[8], '[^,]+') do if rec.team == t then member = true end end
@@ -111,7 +112,20 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
 
+# A ticket's changes (status, assignee: flat values) merged atomically; nothing if no ticket.
+_UPDATE_TICKET = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+local t = raw and cjson.decode(raw) or {}
+for k, v in pairs(cjson.decode(ARGV[2])) do t[k] = v end
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(t))
+return 1
+"""
+
 H = "fe:{handoff}:"
+# The inbox: `all` hash key -> ticket as created (JSON), `changes` hash key -> its changes (JSON),
+# `order` zset key -> created_at. Kept until deleted (no TTL): tickets are the shop's records.
+T = "fe:{tickets}:"
 
 
 def _keys(sid: str) -> tuple[str, str, str]:
@@ -154,6 +168,7 @@ class RedisStore:
         self._commit = self._redis.register_script(_COMMIT)
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
+        self._update_ticket = self._redis.register_script(_UPDATE_TICKET)
         self._watched: dict[str, int] = {}
         self._listener: Listener | None = None
         self._pubsub: Any = None
@@ -390,6 +405,7 @@ class RedisStore:
         score: float | None,
         ttl: float,
         teams: tuple[str, ...] | None = None,
+        agent: str | None = None,
     ) -> dict[str, Any] | None:
         out = await self._call(
             self._transition(
@@ -403,6 +419,7 @@ class RedisStore:
                     int(ttl * 1000),
                     sid,
                     "" if teams is None else ",".join(teams) or ",",
+                    agent or "",
                 ],
             )
         )
@@ -453,6 +470,54 @@ class RedisStore:
             return {}
         infos = await self._call(self._redis.hmget(H + "info", agents))
         return {a: json.loads(i) for a, i in zip(agents, infos, strict=True) if i}
+
+    async def presence(self) -> dict[str, float]:
+        seen = await self._call(self._redis.zrange(H + "online", 0, -1, withscores=True))
+        return {a: float(t) for a, t in seen}
+
+    async def once(self, key: str, ttl: float) -> bool:
+        first = await self._call(self._redis.set("fe:once:" + key, 1, px=int(ttl * 1000), nx=True))
+        return bool(first)
+
+    async def forget(self, key: str) -> None:
+        await self._call(self._redis.delete("fe:once:" + key))
+
+    async def put_ticket(self, key: str, ticket: dict[str, Any]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(T + "all", key, json.dumps(ticket, ensure_ascii=False))
+            pipe.zadd(T + "order", {key: float(ticket.get("created_at", 0))})
+            await self._call(pipe.execute())
+
+    async def _merged(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Tickets as created, with their changes (kept apart: flat, so a script can merge them
+        without cjson turning an empty list into an object)."""
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(T + "all", keys)
+            pipe.hmget(T + "changes", keys)
+            raws, changes = await self._call(pipe.execute())
+        return [
+            {**json.loads(r), **(json.loads(c) if c else {})}
+            for r, c in zip(raws, changes, strict=True)
+            if r
+        ]
+
+    async def tickets(self, limit: int = 1000) -> list[dict[str, Any]]:
+        keys = await self._call(self._redis.zrevrange(T + "order", 0, limit - 1))
+        return await self._merged(keys)
+
+    async def get_ticket(self, key: str) -> dict[str, Any] | None:
+        found = await self._merged([key])
+        return found[0] if found else None
+
+    async def update_ticket(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        done = await self._call(
+            self._update_ticket(
+                keys=[T + "all", T + "changes"], args=[key, json.dumps(changes, ensure_ascii=False)]
+            )
+        )
+        return await self.get_ticket(key) if done else None
 
     async def failures(self, keys: list[str]) -> list[int]:
         if not keys:
