@@ -486,3 +486,19 @@ async def test_the_inbox_lists_a_left_message_and_marks_it_done(
     await page.locator("#inbox-status").select_option("done")
     await expect(row).to_have_count(1)
     await ola.close()
+
+
+async def test_a_shoppers_name_in_bot_text_is_never_markup(pages: Pages, server: AppServer) -> None:
+    """Values a flow puts into its text arrive escaped (`\\[`, `\\*`): the console shows them
+    as typed, while the flow's own bold and links still work."""
+    page = await _console(pages, server)
+    hostile = "[Refund form](https://evil.example/refund) **VIP**"
+    c = await _shopper(server, hostile)
+    greeting = next(e for e in c.events if e["type"] == "message")
+    assert greeting["text"].startswith("Hi \\[Refund form\\](https://evil.example/refund)")
+    await _row(page, "Refund form").get_by_role("button", name="Claim").click()
+    first = page.locator("#transcript li").first
+    await expect(first).to_contain_text(f"Hi {hostile}! How can I help you today?")
+    assert await page.locator("#transcript a[href*='evil']").count() == 0
+    assert await first.locator("strong").count() == 0
+    await c.close()

@@ -71,3 +71,17 @@ def test_regex_guard_and_validators() -> None:
     assert BUILTIN["number"].check("3,5") == 3.5
     assert BUILTIN["date"].check("31.12.2026") == "2026-12-31"
     assert BUILTIN["date"].check("31.02.2026") is None
+
+
+def test_values_in_bot_text_are_escaped_for_its_markup_and_nowhere_else() -> None:
+    from flowengine.language.templates import template
+
+    t = template("Hi **{{ name }}**, [track it]({{ url }}){% if vip %} **VIP**{% endif %}.")
+    hostile = {"name": "[Refund](https://evil.example) **VIP** a\\b", "url": "https://t.example/1"}
+    shown = t.render({**hostile, "vip": True}, markup=True)
+    assert shown == (
+        "Hi **\\[Refund\\](https://evil.example) \\*\\*VIP\\*\\* a\\\\b**, "
+        "[track it](https://t.example/1) **VIP**."
+    )
+    # Values kept as data (set:, with:) and button labels are not bot markup: unchanged.
+    assert t.render(hostile).startswith("Hi **[Refund](https://evil.example) **VIP** a\\b**")

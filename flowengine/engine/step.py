@@ -177,7 +177,7 @@ class _Run:
         input_: dict[str, Any] | None = None,
         label_locales: tuple[str, ...] = (),
     ) -> None:
-        body, loc = self.render(text)
+        body, loc = text.render(self.chain(), self.variables(), markup=True)
         # Report a fallback in a button label as the message's own (tests catch both).
         wanted = self.chain()[0]
         loc = next((x for x in (loc, *label_locales) if x not in (wanted, "*")), loc)

@@ -146,6 +146,22 @@ def _small_power(left: Any, right: Any) -> bool:
 
 ENV = _Sandbox(undefined=_SilentUndefined, autoescape=False, keep_trailing_newline=False)
 
+# Bot text is shown with a little markup (`**bold**`, `[label](https://...)`, docs/protocol.md):
+# a value put into it must show as itself, so a shopper named `[Refund](https://evil) **VIP**`
+# gets no link and no bold. Its markup characters are escaped with a backslash, which the widget
+# and the console read as "this character, as text".
+_MARKUP = re.compile(r"([\\*\[\]])")
+
+
+def escape_markup(value: Any) -> Any:
+    """`value` as literal text inside bot markup (undefined stays undefined: renders as '')."""
+    if isinstance(value, _SilentUndefined) or value is None:
+        return value
+    return _MARKUP.sub(r"\\\1", str(value))
+
+
+MARKUP_ENV = ENV.overlay(finalize=escape_markup)
+
 
 class TemplateProblem(ValueError):
     """A template or condition the author wrote does not parse."""
@@ -185,28 +201,35 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
 class Template:
     """A compiled text template. Plain text without `{{` or `{%` skips Jinja entirely."""
 
-    __slots__ = ("_render", "names", "source")
+    __slots__ = ("_ast", "_markup", "_render", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self._markup: Callable[[Mapping[str, Any]], str] | None = None
         if "{{" not in source and "{%" not in source:
             self.names: frozenset[str] = frozenset()
             self._render: Callable[[Mapping[str, Any]], str] | None = None
             return
         try:
-            ast = ENV.parse(source)
-            _check_statements(ast)
-            compiled = ENV.from_string(ast)
+            self._ast = ENV.parse(source)
+            _check_statements(self._ast)
+            compiled = ENV.from_string(self._ast)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_syntax_message(exc), exc.lineno) from None
-        self.names = frozenset(_root_names(ast))
+        self.names = frozenset(_root_names(self._ast))
         self._render = compiled.render
 
-    def render(self, variables: Mapping[str, Any]) -> str:
+    def render(self, variables: Mapping[str, Any], *, markup: bool = False) -> str:
+        """The text; with `markup`, for bot text: values are escaped for the bot's markup."""
         if self._render is None:
             return self.source
+        render = self._render
+        if markup:
+            if self._markup is None:  # compiled on first use: most templates are never text
+                self._markup = MARKUP_ENV.from_string(self._ast).render
+            render = self._markup
         try:
-            out = self._render(variables)
+            out = render(variables)
         except (TemplateError, ArithmeticError, TypeError, ValueError, OverflowError):
             # Bad data at run time must not stop a conversation: show the template's
             # plain parts rather than raise.

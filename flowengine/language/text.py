@@ -63,6 +63,9 @@ class Text:
         loc, t = next(iter(by.items()))
         return t, loc
 
-    def render(self, chain: tuple[str, ...], variables: Mapping[str, Any]) -> tuple[str, str]:
+    def render(
+        self, chain: tuple[str, ...], variables: Mapping[str, Any], *, markup: bool = False
+    ) -> tuple[str, str]:
+        """The text for the first locale of `chain` and that locale (`markup`: see Template)."""
         t, loc = self.pick(chain)
-        return t.render(variables), loc
+        return t.render(variables, markup=markup), loc

@@ -936,21 +936,28 @@
   }
 
   // The bot's **bold** and [links](https://...), built as elements; everything else is text.
-  var RICH = /\*\*([^*]+)\*\*|\[([^\]]+)\]\(((?:https?:\/\/|mailto:|tel:)[^\s)]+)\)/g;
+  // A backslash before * [ ] or \ is that character as text: values a flow puts into its text
+  // (a shopper's name) come escaped, so they never turn into links or bold (docs/protocol.md).
+  // The same markup, read the same way, as the widget's rich() (tests/test_markup.py).
+  var RICH = /\\([\\*\[\]])|\*\*((?:\\[\\*\[\]]|[^*\\])+)\*\*|\[((?:\\[\\*\[\]]|[^\]\\])+)\]\(((?:https?:\/\/|mailto:|tel:)[^\s)]+)\)/g;
+  var ESCAPED = /\\([\\*\[\]])/g;
   function rich(node, text) {
-    var last = 0, m;
+    var last = 0, m, plain = "";
     RICH.lastIndex = 0;
     while ((m = RICH.exec(text))) {
-      node.appendChild(document.createTextNode(text.slice(last, m.index)));
-      if (m[1] !== undefined) node.appendChild(el("strong", m[1]));
+      plain += text.slice(last, m.index);
+      last = RICH.lastIndex;
+      if (m[1] !== undefined) { plain += m[1]; continue; }
+      node.appendChild(document.createTextNode(plain));
+      plain = "";
+      if (m[2] !== undefined) node.appendChild(el("strong", m[2].replace(ESCAPED, "$1")));
       else {
-        var a = el("a", m[2]);
-        a.href = m[3]; a.target = "_blank"; a.rel = "noopener noreferrer";
+        var a = el("a", m[3].replace(ESCAPED, "$1"));
+        a.href = m[4]; a.target = "_blank"; a.rel = "noopener noreferrer";
         node.appendChild(a);
       }
-      last = RICH.lastIndex;
     }
-    node.appendChild(document.createTextNode(text.slice(last)));
+    node.appendChild(document.createTextNode(plain + text.slice(last)));
   }
 
   function dl(target, pairs) {
