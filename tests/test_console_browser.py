@@ -80,10 +80,14 @@ async def _console(pages: Pages, server: AppServer, username: str = "alice") -> 
 
 
 async def _shopper(server: AppServer, name: str, say: str | None = None) -> Client:
-    """A shopper (a socket client) waiting for a person, having said `say` while waiting."""
+    """A shopper (a socket client) waiting for a person, having said `say` while waiting; the
+    shop's page tells their cart total."""
     c = await Client.connect(
         server.ws_url,
-        context={"shopper": {"name": name, "email": f"{name.lower()}@example.com"}},
+        context={
+            "shopper": {"name": name, "email": f"{name.lower()}@example.com"},
+            "context": {"cart_total": 89},
+        },
     )
     await c.until(lambda f: f.get("seq") == 1)
     await c.act({"type": "handoff"})
@@ -497,6 +501,7 @@ async def test_a_shoppers_name_in_bot_text_is_never_markup(pages: Pages, server:
     greeting = next(e for e in c.events if e["type"] == "message")
     assert greeting["text"].startswith("Hi \\[Refund form\\](https://evil.example/refund)")
     await _row(page, "Refund form").get_by_role("button", name="Claim").click()
+    await expect(page.locator("#page-context")).to_contain_text("cart_total89")
     first = page.locator("#transcript li").first
     await expect(first).to_contain_text(f"Hi {hostile}! How can I help you today?")
     assert await page.locator("#transcript a[href*='evil']").count() == 0

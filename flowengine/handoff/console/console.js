@@ -985,6 +985,10 @@
     var collected = [];
     Object.keys(p.collected || {}).forEach(function (k) { if (k !== "order") collected.push([k, p.collected[k]]); });
     dl($("collected"), collected);
+    // What the shop's page passed in the widget's hello (a cart total, a plan): flat values.
+    var given = p.context || {};
+    dl($("page-context"), Object.keys(given).map(function (k) { return [k, given[k]]; }));
+    $("page-context-title").hidden = !Object.keys(given).length;
   }
 
   function renderNotes(c) {
