@@ -85,3 +85,16 @@ def test_values_in_bot_text_are_escaped_for_its_markup_and_nowhere_else() -> Non
     )
     # Values kept as data (set:, with:) and button labels are not bot markup: unchanged.
     assert t.render(hostile).startswith("Hi **[Refund](https://evil.example) **VIP** a\\b**")
+
+
+def test_the_widget_and_the_console_read_bot_markup_alike() -> None:
+    """One markup, two readers (the widget must stay one script): the same expressions."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    widget = (root / "widget" / "widget.js").read_text("utf-8")
+    console = (root / "flowengine" / "handoff" / "console" / "console.js").read_text("utf-8")
+    for name in ("RICH", "ESCAPED"):
+        found = [re.findall(rf"var {name} = (/.*/g);", js) for js in (widget, console)]
+        assert len(found[0]) == 1 and found[0] == found[1], name

@@ -80,7 +80,7 @@ async def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
     await page.get_by_role("button", name="Track my order").click()
     await expect(page.get_by_label("Your message")).to_have_attribute("type", "text")
     await _say(page, "1003")
-    await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+    await expect(page.get_by_label("Your message")).to_have_attribute("inputmode", "email")
     # Reload mid-flow: the transcript comes back and the conversation goes on.
     await page.reload()
     await expect(page.get_by_role("dialog", name="Northwind help")).to_be_visible()  # kept open
@@ -95,7 +95,7 @@ async def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
     await _shot(page, f"widget-{viewport}-tracking")
     await page.get_by_role("button", name="Talk to a person").first.click()
     await expect(page.get_by_text("Nobody is available right now.")).to_be_visible()
-    await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+    await expect(page.get_by_label("Your message")).to_have_attribute("inputmode", "email")
     await _shot(page, f"widget-{viewport}-person")
 
 
@@ -110,6 +110,29 @@ async def test_hostile_text_is_shown_as_text(pages: Pages, shop: AppServer) -> N
     # Not even for a moment: an <img> that had existed would have asked for 'x'.
     assert not await _requested(page, "/x")
     await _shot(page, "widget-hostile-text")
+
+
+async def test_a_shoppers_name_in_the_greeting_is_never_markup(
+    pages: Pages, shop: AppServer
+) -> None:
+    """The greeting puts the shopper's name into bot text: it arrives escaped, and the widget
+    shows it as typed, while the flow's own markup stays markup."""
+    page = await pages.new()
+    hostile = "[Refund form](https://evil.example/refund) **VIP**"
+    await page.goto(shop.http + "/")
+    # The shop tells the widget who is logged in; the greeting after "Start over" uses it.
+    await page.evaluate(
+        "name => FlowEngine.identify({email: 'vip@example.com', name: name})", hostile
+    )
+    await page.get_by_role("button", name="Open chat").click()
+    await page.get_by_role("button", name="Start over").click()
+    await expect(page.get_by_text(f"Hi {hostile}! How can I help you today?")).to_be_visible()
+    assert await page.locator("flowengine-chat a[href*='evil']").count() == 0
+    assert await page.locator("flowengine-chat strong").count() == 0
+    await page.get_by_role("button", name="Track my order").click()
+    await _say(page, "1003")
+    await _say(page, "chloe.pop@example.com")
+    await expect(page.locator("flowengine-chat strong").first).to_be_visible()  # "**#1003**"
 
 
 HOSTILE_PAGE = """<!doctype html><html><head><style>
@@ -208,7 +231,7 @@ async def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
         # A new server where the old one was, on the same Redis: the session is still there.
         server = await AppServer(config, port=server.port).start()
         await page.clock.fast_forward(11_000)  # past the longest backoff (10 s and a jitter)
-        await expect(page.get_by_label("Your message")).to_have_attribute("type", "email")
+        await expect(page.get_by_label("Your message")).to_have_attribute("inputmode", "email")
         await expect(page.get_by_text("1003", exact=True)).to_have_count(1)
         await expect(page.get_by_role("status")).to_be_hidden()
     finally:

@@ -31,13 +31,321 @@
   var pendingIdentity = null;
   function identify(who) { pendingIdentity = who || null; if (api._reconnect) api._reconnect(); }
 
-  // The widget's own words, per locale (the flows bring their own translations).
-  var STRINGS = {"en":{"chat":"Chat with us","open":"Open chat","close":"Close chat","conversation":"Conversation","typing":"Typing","choices":"Choices","message":"Your message","send":"Send","person":"Talk to a person","restart":"Start over","queued":"Waiting for a person…","position":"You are number {n} in line.","joined":"{name} joined the chat.","someone":"A person","offline":"Nobody is available right now.","closed":"The chat with a person has ended.","ended":"This conversation has ended. Start over any time.","newtab":"opens in a new tab","write":"Write a message…","choose":"Choose an option above","answer":"Type your answer…","expired":"Your previous conversation expired, so here is a new one.","notsent":"Not sent: the service is briefly unavailable. Please try again.","reconnecting":"Reconnecting…","connecting":"Connecting…","queuedoffline":"Offline: this will be sent when the connection is back.","back":"You're back with the assistant.","agenttyping":"typing…"},"cs":{"chat":"Napište nám","open":"Otevřít chat","close":"Zavřít chat","conversation":"Konverzace","typing":"Píše","choices":"Možnosti","message":"Vaše zpráva","send":"Odeslat","person":"Mluvit s člověkem","restart":"Začít znovu","queued":"Čekáte na kolegu…","position":"Jste {n}. v pořadí.","joined":"{name} se připojil(a) k chatu.","someone":"Kolega","offline":"Teď není nikdo k dispozici.","closed":"Chat s kolegou skončil.","ended":"Konverzace skončila. Kdykoli můžete začít znovu.","newtab":"otevře se v nové kartě","write":"Napište zprávu…","choose":"Vyberte možnost výše","answer":"Napište odpověď…","expired":"Předchozí konverzace vypršela, začínáme novou.","notsent":"Neodesláno: služba je na chvíli nedostupná. Zkuste to prosím znovu.","reconnecting":"Znovu se připojuji…","connecting":"Připojuji…","queuedoffline":"Offline: odešle se, až bude spojení zpět.","back":"Jste zpět u asistenta.","agenttyping":"píše…"},"th":{"chat":"แชทกับเรา","open":"เปิดแชท","close":"ปิดแชท","conversation":"บทสนทนา","typing":"กำลังพิมพ์","choices":"ตัวเลือก","message":"ข้อความของคุณ","send":"ส่ง","person":"คุยกับเจ้าหน้าที่","restart":"เริ่มใหม่","queued":"กำลังรอเจ้าหน้าที่…","position":"คุณอยู่ลำดับที่ {n}","joined":"{name} เข้าร่วมแชทแล้ว","someone":"เจ้าหน้าที่","offline":"ขณะนี้ไม่มีเจ้าหน้าที่ว่าง","closed":"การแชทกับเจ้าหน้าที่สิ้นสุดแล้ว","ended":"บทสนทนาสิ้นสุดแล้ว เริ่มใหม่ได้ทุกเมื่อ","newtab":"เปิดในแท็บใหม่","write":"พิมพ์ข้อความ…","choose":"เลือกตัวเลือกด้านบน","answer":"พิมพ์คำตอบ…","expired":"บทสนทนาก่อนหน้าหมดอายุแล้ว เริ่มบทสนทนาใหม่","notsent":"ยังไม่ได้ส่ง: บริการไม่พร้อมใช้งานชั่วคราว กรุณาลองอีกครั้ง","reconnecting":"กำลังเชื่อมต่อใหม่…","connecting":"กำลังเชื่อมต่อ…","queuedoffline":"ออฟไลน์: จะส่งเมื่อเชื่อมต่อได้อีกครั้ง","back":"คุณกลับมาคุยกับผู้ช่วยอัตโนมัติแล้ว","agenttyping":"กำลังพิมพ์…"},"id":{"chat":"Chat dengan kami","open":"Buka chat","close":"Tutup chat","conversation":"Percakapan","typing":"Mengetik","choices":"Pilihan","message":"Pesan Anda","send":"Kirim","person":"Bicara dengan petugas","restart":"Mulai lagi","queued":"Menunggu petugas…","position":"Anda antrean ke-{n}.","joined":"{name} bergabung ke chat.","someone":"Petugas","offline":"Saat ini tidak ada petugas.","closed":"Chat dengan petugas telah selesai.","ended":"Percakapan selesai. Mulai lagi kapan saja.","newtab":"terbuka di tab baru","write":"Tulis pesan…","choose":"Pilih opsi di atas","answer":"Ketik jawaban Anda…","expired":"Percakapan sebelumnya kedaluwarsa, ini percakapan baru.","notsent":"Belum terkirim: layanan sedang tidak tersedia. Coba lagi.","reconnecting":"Menghubungkan ulang…","connecting":"Menghubungkan…","queuedoffline":"Offline: akan dikirim saat koneksi kembali.","back":"Anda kembali ke asisten otomatis.","agenttyping":"mengetik…"},"ro":{"chat":"Scrieți-ne","open":"Deschideți chatul","close":"Închideți chatul","conversation":"Conversație","typing":"Scrie","choices":"Opțiuni","message":"Mesajul dvs.","send":"Trimiteți","person":"Vorbiți cu un om","restart":"Începeți din nou","queued":"Așteptați un coleg…","position":"Sunteți al {n}-lea la rând.","joined":"{name} s-a alăturat chatului.","someone":"Un coleg","offline":"Nu este nimeni disponibil acum.","closed":"Chatul cu colegul s-a încheiat.","ended":"Conversația s-a încheiat. Puteți începe oricând din nou.","newtab":"se deschide într-o filă nouă","write":"Scrieți un mesaj…","choose":"Alegeți o opțiune de mai sus","answer":"Scrieți răspunsul…","expired":"Conversația anterioară a expirat; iată una nouă.","notsent":"Netrimis: serviciul este indisponibil momentan. Încercați din nou.","reconnecting":"Se reconectează…","connecting":"Se conectează…","queuedoffline":"Offline: se va trimite când revine conexiunea.","back":"Sunteți din nou cu asistentul.","agenttyping":"scrie…"}};
+  // The widget's own words: each string once, in every locale (the flows bring their own
+  // translations). {n} and {name} are filled in. Error lines are chosen by the server's error
+  // code (ERRORS below), never taken from its English message.
+  var STRINGS = {
+    chat: {
+      en: "Chat with us",
+      cs: "Napište nám",
+      th: "แชทกับเรา",
+      id: "Chat dengan kami",
+      ro: "Scrieți-ne"
+    },
+    open: {
+      en: "Open chat",
+      cs: "Otevřít chat",
+      th: "เปิดแชท",
+      id: "Buka chat",
+      ro: "Deschideți chatul"
+    },
+    close: {
+      en: "Close chat",
+      cs: "Zavřít chat",
+      th: "ปิดแชท",
+      id: "Tutup chat",
+      ro: "Închideți chatul"
+    },
+    conversation: {
+      en: "Conversation",
+      cs: "Konverzace",
+      th: "บทสนทนา",
+      id: "Percakapan",
+      ro: "Conversație"
+    },
+    typing: {
+      en: "Typing",
+      cs: "Píše",
+      th: "กำลังพิมพ์",
+      id: "Mengetik",
+      ro: "Scrie"
+    },
+    choices: {
+      en: "Choices",
+      cs: "Možnosti",
+      th: "ตัวเลือก",
+      id: "Pilihan",
+      ro: "Opțiuni"
+    },
+    message: {
+      en: "Your message",
+      cs: "Vaše zpráva",
+      th: "ข้อความของคุณ",
+      id: "Pesan Anda",
+      ro: "Mesajul dvs."
+    },
+    send: {
+      en: "Send",
+      cs: "Odeslat",
+      th: "ส่ง",
+      id: "Kirim",
+      ro: "Trimiteți"
+    },
+    person: {
+      en: "Talk to a person",
+      cs: "Mluvit s člověkem",
+      th: "คุยกับเจ้าหน้าที่",
+      id: "Bicara dengan petugas",
+      ro: "Vorbiți cu o persoană"
+    },
+    restart: {
+      en: "Start over",
+      cs: "Začít znovu",
+      th: "เริ่มใหม่",
+      id: "Mulai lagi",
+      ro: "Începeți din nou"
+    },
+    newtab: {
+      en: "opens in a new tab",
+      cs: "otevře se v nové kartě",
+      th: "เปิดในแท็บใหม่",
+      id: "terbuka di tab baru",
+      ro: "se deschide într-o filă nouă"
+    },
+    write: {
+      en: "Write a message…",
+      cs: "Napište zprávu…",
+      th: "พิมพ์ข้อความ…",
+      id: "Tulis pesan…",
+      ro: "Scrieți un mesaj…"
+    },
+    choose: {
+      en: "Choose an option above",
+      cs: "Vyberte možnost výše",
+      th: "เลือกตัวเลือกด้านบน",
+      id: "Pilih opsi di atas",
+      ro: "Alegeți o opțiune de mai sus"
+    },
+    answer: {
+      en: "Type your answer…",
+      cs: "Napište odpověď…",
+      th: "พิมพ์คำตอบ…",
+      id: "Ketik jawaban Anda…",
+      ro: "Scrieți răspunsul…"
+    },
+    // -- the connection
+    expired: {
+      en: "Your previous conversation expired, so here is a new one.",
+      cs: "Předchozí konverzace vypršela, začínáme novou.",
+      th: "บทสนทนาก่อนหน้าหมดอายุแล้ว เริ่มบทสนทนาใหม่",
+      id: "Percakapan sebelumnya kedaluwarsa, ini percakapan baru.",
+      ro: "Conversația anterioară a expirat; iată una nouă."
+    },
+    reconnecting: {
+      en: "Reconnecting…",
+      cs: "Znovu se připojuji…",
+      th: "กำลังเชื่อมต่อใหม่…",
+      id: "Menghubungkan ulang…",
+      ro: "Se reconectează…"
+    },
+    connecting: {
+      en: "Connecting…",
+      cs: "Připojuji…",
+      th: "กำลังเชื่อมต่อ…",
+      id: "Menghubungkan…",
+      ro: "Se conectează…"
+    },
+    queuedoffline: {
+      en: "Offline: this will be sent when the connection is back.",
+      cs: "Offline: odešle se, až bude spojení zpět.",
+      th: "ออฟไลน์: จะส่งเมื่อเชื่อมต่อได้อีกครั้ง",
+      id: "Offline: akan dikirim saat koneksi kembali.",
+      ro: "Offline: se va trimite când revine conexiunea."
+    },
+    // -- a person (the handoff notices)
+    queued: {
+      en: "Waiting for a person…",
+      cs: "Čekáte na kolegu…",
+      th: "กำลังรอเจ้าหน้าที่…",
+      id: "Menunggu petugas…",
+      ro: "Așteptați un coleg…"
+    },
+    position: {
+      en: "You are number {n} in line.",
+      cs: "Jste {n}. v pořadí.",
+      th: "คุณอยู่ลำดับที่ {n}",
+      id: "Anda di antrean ke-{n}.",
+      ro: "Sunteți pe locul {n} la rând."
+    },
+    joined: {
+      en: "{name} joined the chat.",
+      cs: "{name} se připojil(a) k chatu.",
+      th: "{name} เข้าร่วมแชทแล้ว",
+      id: "{name} bergabung ke chat.",
+      ro: "{name} s-a alăturat chatului."
+    },
+    someone: {
+      en: "A person",
+      cs: "Kolega",
+      th: "เจ้าหน้าที่",
+      id: "Petugas",
+      ro: "Un coleg"
+    },
+    offline: {
+      en: "Nobody is available right now.",
+      cs: "Teď není nikdo k dispozici.",
+      th: "ขณะนี้ไม่มีเจ้าหน้าที่ว่าง",
+      id: "Saat ini tidak ada petugas.",
+      ro: "Nu este nimeni disponibil acum."
+    },
+    outofhours: {
+      en: "We're outside our opening hours, so nobody can chat right now.",
+      cs: "Jsme teď mimo pracovní dobu, takže s vámi nikdo nemůže chatovat.",
+      th: "ขณะนี้อยู่นอกเวลาทำการ จึงยังไม่มีเจ้าหน้าที่ให้บริการแชท",
+      id: "Saat ini di luar jam operasional, jadi belum ada petugas yang bisa melayani chat.",
+      ro: "Suntem în afara programului, așa că acum nu vă poate răspunde nimeni pe chat."
+    },
+    notintime: {
+      en: "Sorry, nobody was free to take your chat in time.",
+      cs: "Omlouváme se, nikdo z kolegů se k vašemu chatu nestihl včas dostat.",
+      th: "ขออภัย ไม่มีเจ้าหน้าที่รับแชทของคุณได้ทันเวลา",
+      id: "Maaf, tidak ada petugas yang sempat menanggapi chat Anda.",
+      ro: "Ne pare rău, niciun coleg nu a putut prelua chatul la timp."
+    },
+    closed: {
+      en: "The chat with a person has ended.",
+      cs: "Chat s kolegou skončil.",
+      th: "การแชทกับเจ้าหน้าที่สิ้นสุดแล้ว",
+      id: "Chat dengan petugas telah selesai.",
+      ro: "Chatul cu colegul s-a încheiat."
+    },
+    ended: {
+      en: "This conversation has ended. Start over any time.",
+      cs: "Konverzace skončila. Kdykoli můžete začít znovu.",
+      th: "บทสนทนาสิ้นสุดแล้ว เริ่มใหม่ได้ทุกเมื่อ",
+      id: "Percakapan selesai. Mulai lagi kapan saja.",
+      ro: "Conversația s-a încheiat. Puteți începe oricând din nou."
+    },
+    // -- error lines (by error code)
+    pick: {
+      en: "Please choose one of the options.",
+      cs: "Vyberte prosím jednu z možností.",
+      th: "กรุณาเลือกหนึ่งในตัวเลือก",
+      id: "Silakan pilih salah satu opsi.",
+      ro: "Alegeți una dintre opțiuni."
+    },
+    typeit: {
+      en: "Please type your answer in the box below.",
+      cs: "Napište prosím odpověď do pole níže.",
+      th: "กรุณาพิมพ์คำตอบในช่องด้านล่าง",
+      id: "Silakan ketik jawaban Anda di kolom bawah.",
+      ro: "Scrieți răspunsul în câmpul de mai jos."
+    },
+    stale: {
+      en: "That option is no longer available. Please choose one of the current ones.",
+      cs: "Tato možnost už není k dispozici. Vyberte prosím z aktuální nabídky.",
+      th: "ตัวเลือกนี้ใช้ไม่ได้แล้ว กรุณาเลือกจากตัวเลือกล่าสุด",
+      id: "Opsi itu sudah tidak berlaku. Silakan pilih dari opsi terbaru.",
+      ro: "Opțiunea nu mai este disponibilă. Alegeți una dintre opțiunile actuale."
+    },
+    toolong: {
+      en: "That message is too long. Please shorten it.",
+      cs: "Zpráva je příliš dlouhá. Zkraťte ji prosím.",
+      th: "ข้อความยาวเกินไป กรุณาย่อให้สั้นลง",
+      id: "Pesan terlalu panjang. Silakan persingkat.",
+      ro: "Mesajul este prea lung. Vă rugăm să-l scurtați."
+    },
+    busy: {
+      en: "One moment, I'm still working on your last answer.",
+      cs: "Moment, ještě zpracovávám vaši předchozí odpověď.",
+      th: "กรุณารอสักครู่ กำลังดำเนินการกับคำตอบก่อนหน้า",
+      id: "Sebentar, jawaban Anda sebelumnya masih diproses.",
+      ro: "Un moment, încă procesez răspunsul anterior."
+    },
+    withagent: {
+      en: "You're chatting with a person now: just type your message.",
+      cs: "Teď si píšete s kolegou, stačí napsat zprávu.",
+      th: "ตอนนี้คุณกำลังคุยกับเจ้าหน้าที่ พิมพ์ข้อความได้เลย",
+      id: "Anda sedang chat dengan petugas, cukup ketik pesan Anda.",
+      ro: "Acum vorbiți cu un coleg; scrieți-i pur și simplu mesajul."
+    },
+    asked: {
+      en: "You've already asked for a person. Please wait a moment.",
+      cs: "O spojení s kolegou jste už požádali. Chvíli prosím vydržte.",
+      th: "คุณขอคุยกับเจ้าหน้าที่ไปแล้ว กรุณารอสักครู่",
+      id: "Anda sudah meminta bicara dengan petugas. Mohon tunggu sebentar.",
+      ro: "Ați cerut deja să vorbiți cu un coleg. Vă rugăm să așteptați puțin."
+    },
+    slow: {
+      en: "You're sending messages too quickly. Please wait a moment.",
+      cs: "Posíláte zprávy příliš rychle. Chvíli prosím počkejte.",
+      th: "คุณส่งข้อความเร็วเกินไป กรุณารอสักครู่",
+      id: "Anda mengirim pesan terlalu cepat. Mohon tunggu sebentar.",
+      ro: "Trimiteți mesaje prea repede. Vă rugăm să așteptați puțin."
+    },
+    notsent: {
+      en: "Not sent: the service is briefly unavailable. Please try again.",
+      cs: "Neodesláno: služba je na chvíli nedostupná. Zkuste to prosím znovu.",
+      th: "ยังไม่ได้ส่ง: บริการไม่พร้อมใช้งานชั่วคราว กรุณาลองอีกครั้ง",
+      id: "Belum terkirim: layanan sedang tidak tersedia. Coba lagi.",
+      ro: "Netrimis: serviciul este indisponibil momentan. Încercați din nou."
+    },
+    unavailable: {
+      en: "The service is briefly unavailable. Please try again in a moment.",
+      cs: "Služba je na chvíli nedostupná. Zkuste to prosím za okamžik znovu.",
+      th: "บริการไม่พร้อมใช้งานชั่วคราว กรุณาลองใหม่ในอีกสักครู่",
+      id: "Layanan sedang tidak tersedia. Coba lagi sebentar lagi.",
+      ro: "Serviciul este momentan indisponibil. Încercați din nou în câteva clipe."
+    },
+    gone: {
+      en: "This conversation can't continue. Please start over.",
+      cs: "V této konverzaci už nelze pokračovat. Začněte prosím znovu.",
+      th: "ไม่สามารถดำเนินบทสนทนานี้ต่อได้ กรุณาเริ่มใหม่",
+      id: "Percakapan ini tidak bisa dilanjutkan. Silakan mulai lagi.",
+      ro: "Conversația nu mai poate continua. Vă rugăm să o începeți din nou."
+    },
+    oops: {
+      en: "Something went wrong. Please try again.",
+      cs: "Něco se pokazilo. Zkuste to prosím znovu.",
+      th: "เกิดข้อผิดพลาด กรุณาลองอีกครั้ง",
+      id: "Terjadi kesalahan. Silakan coba lagi.",
+      ro: "Ceva nu a funcționat. Încercați din nou."
+    }
+  };
+  // Server error codes (docs/protocol.md) -> a line above; any other code gets "oops". The
+  // server's own message is English for developers and is never shown.
+  var ERRORS = {
+    expected_choice: "pick", expected_text: "typeit", unknown_option: "stale",
+    text_too_long: "toolong", frame_too_large: "toolong", busy: "busy", with_agent: "withagent",
+    already_with_agent: "asked", conversation_ended: "ended", rate_limited: "slow",
+    store_unavailable: "unavailable", session_expired: "expired", flow_gone: "gone"
+  };
+  // Why nobody could take the chat (handoff offline `reason`) -> a line above.
+  var OFFLINE = { no_agent: "offline", closed: "outofhours", timeout: "notintime" };
+  function has(obj, key) { return Object.prototype.hasOwnProperty.call(obj, key); }
+  // The words in the shopper's language (fr-CA -> fr), English where it has none.
   function strings(locale) {
     var lang = String(locale || "en").toLowerCase().split("-")[0];
-    return STRINGS[lang] || STRINGS.en;
+    var out = {};
+    for (var key in STRINGS) if (has(STRINGS, key)) out[key] = STRINGS[key][lang] || STRINGS[key].en;
+    return out;
   }
   function fill(text, values) { return text.replace(/\{(\w+)\}/g, function (_, k) { return values[k]; }); }
+
+  // WCAG 2.2 contrast ratio of two #rgb / #rrggbb colours (1 to 21).
+  function luminance(hex) {
+    var h = hex.length === 4 ? hex.replace(/(\w)/g, "$1$1") : hex;
+    var sum = 0, weights = [0.2126, 0.7152, 0.0722];
+    for (var i = 0; i < 3; i++) {
+      var c = parseInt(h.substr(1 + 2 * i, 2), 16) / 255;
+      sum += weights[i] * (c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4));
+    }
+    return sum;
+  }
+  function contrast(a, b) {
+    var x = luminance(a), y = luminance(b);
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  }
 
   function fromDataset(d) {
     return {
@@ -48,6 +356,25 @@
     };
   }
   function safeJson(s) { try { return JSON.parse(s); } catch (e) { return null; } }
+
+  // Colours per theme. `edge` is the border of a control (3:1 against what is around it),
+  // `muted` and `error` are text (4.5:1), `focus` is the focus ring.
+  var LIGHT = { bg: "#fff", fg: "#1b1b1b", log: "#f6f6f4", bubble: "#fff", line: "#e3e3e0", muted: "#555",
+                edge: "#767676", error: "#b00020", focus: "#1a5fb4" };
+  var DARK = { bg: "#1e1f22", fg: "#eee", log: "#141517", bubble: "#2a2c30", line: "#3a3d42", muted: "#aaa",
+               edge: "#8b8f96", error: "#ff8a80", focus: "#ffbf47" };
+
+  // A theme's CSS variables for a brand colour: option borders in the brand colour only where it
+  // stands out (a dark brand on a dark panel does not), text on the brand white or near-black.
+  function palette(theme, brand) {
+    var accent = contrast(brand, theme.bubble) >= 3 && contrast(brand, theme.log) >= 3 ? brand : theme.edge;
+    var onBrand = contrast(brand, "#fff") >= contrast(brand, "#111") ? "#fff" : "#111";
+    var out = "--brand:" + brand + ";--on-brand:" + onBrand + ";--accent:" + accent + ";";
+    each(["bg", "fg", "log", "bubble", "line", "muted", "edge", "error", "focus"], function (k) {
+      out += "--" + k + ":" + theme[k] + ";";
+    });
+    return out;
+  }
 
   if (script && script.dataset.manual !== "true") {
     var auto = fromDataset(script.dataset);
@@ -62,7 +389,7 @@
     var wsUrl = (base.protocol === "https:" ? "wss://" : "ws://") + base.host + "/ws";
     var key = "flowengine:" + base.host;
     var locale = opts.locale || (navigator.languages && navigator.languages[0]) || navigator.language || "en";
-    var color = /^#[0-9a-fA-F]{3,8}$/.test(opts.color || "") ? opts.color : "#1f3b2d";
+    var color = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(opts.color || "") ? opts.color : "#1f3b2d";
     var T = strings(locale);
     var title = opts.title || T.chat;
     var theme = opts.theme === "dark" || opts.theme === "light" ? opts.theme : "auto";
@@ -80,41 +407,43 @@
     host.setAttribute("data-flowengine", "");
     host.style.cssText = "all:initial!important;position:fixed!important;z-index:2147483647!important;";
     var root = host.attachShadow({ mode: "open" });
-    var dark = "--bg:#1e1f22;--fg:#eee;--log:#141517;--bubble:#2a2c30;--line:#3a3d42;--muted:#aaa;";
-    var light = "--bg:#fff;--fg:#1b1b1b;--log:#f6f6f4;--bubble:#fff;--line:#e3e3e0;--muted:#555;";
+    var dark = palette(DARK, color), light = palette(LIGHT, color);
     var css = [
       ":host{all:initial}",
-      ".w{" + (theme === "dark" ? dark : light) + "--brand:" + color + "}",
+      ".w{" + (theme === "dark" ? dark : light) + "}",
       theme === "auto" ? "@media (prefers-color-scheme:dark){.w{" + dark + "}}" : "",
       "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','Noto Sans Thai','Leelawadee UI',sans-serif}",
-      ".launcher{position:fixed;right:20px;bottom:20px;width:58px;height:58px;border-radius:50%;border:0;background:var(--brand);color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}",
-      ".badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;background:#d33;color:#fff;font-size:12px;line-height:20px;padding:0 5px;display:none}",
+      "[hidden]{display:none!important}",
+      ".launcher{position:fixed;right:20px;bottom:20px;width:58px;height:58px;border-radius:50%;border:0;background:var(--brand);color:var(--on-brand);cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}",
+      ".badge{position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;border-radius:10px;background:#c62828;color:#fff;font-size:12px;line-height:20px;padding:0 5px;display:none}",
       ".panel{position:fixed;right:20px;bottom:90px;width:370px;max-width:calc(100vw - 24px);height:min(600px,calc(100vh - 110px));background:var(--bg);color:var(--fg);border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:none;flex-direction:column;overflow:hidden;font-size:15px;line-height:1.45;text-align:left}",
       ".panel.open{display:flex}",
-      "header{background:var(--brand);color:#fff;padding:10px 12px;display:flex;align-items:center;gap:10px}",
+      "header{background:var(--brand);color:var(--on-brand);padding:10px 12px;display:flex;align-items:center;gap:10px}",
       "header img{width:32px;height:32px;border-radius:50%;object-fit:cover;background:#fff}",
       "header h2{font-size:16px;margin:0;flex:1;font-weight:600}",
-      "header button{background:transparent;border:0;color:#fff;font-size:22px;cursor:pointer;padding:2px 8px;line-height:1}",
+      "header button{background:transparent;border:0;color:var(--on-brand);font-size:22px;cursor:pointer;padding:2px 8px;line-height:1}",
       ".status{font-size:12px;padding:4px 14px;background:#fff4d6;color:#6b5200;display:none}",
       ".log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:var(--log)}",
       ".msg{max-width:85%;padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;margin:0}",
       ".bot,.agent{align-self:flex-start;background:var(--bubble);border:1px solid var(--line)}",
-      ".agent{border-color:var(--brand)}",
+      ".agent{border-color:var(--accent)}",
       ".who{display:block;font-size:11px;color:var(--muted);margin-bottom:2px}",
-      ".shopper{align-self:flex-end;background:var(--brand);color:#fff}",
-      ".notice{align-self:center;font-size:12px;color:var(--muted);text-align:center;max-width:95%}",
-      ".error{align-self:center;font-size:13px;color:#b00020;text-align:center}",
+      ".shopper{align-self:flex-end;background:var(--brand);color:var(--on-brand)}",
+      ".notice{align-self:center;font-size:13px;color:var(--muted);text-align:center;max-width:95%}",
+      ".error{align-self:center;font-size:13px;color:var(--error);text-align:center}",
       ".msg a{color:inherit;text-decoration:underline}",
       ".typing{align-self:flex-start;color:var(--muted);font-size:20px;letter-spacing:2px;display:none;padding:0 12px}",
       ".options{display:flex;flex-wrap:wrap;gap:6px;padding:8px 12px;background:var(--log)}",
       ".options:empty{display:none}",
-      ".options button{border:1px solid var(--brand);color:var(--fg);background:var(--bubble);border-radius:16px;padding:7px 12px;cursor:pointer;font-size:14px;text-align:left}",
+      ".options button{border:1px solid var(--accent);color:var(--fg);background:var(--bubble);border-radius:16px;padding:7px 12px;cursor:pointer;font-size:14px;text-align:left}",
       ".options button:hover{background:var(--log)}",
-      "button:focus-visible,input:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}",
+      "button:focus-visible,input:focus-visible{outline:3px solid var(--focus);outline-offset:2px}",
+      "header button:focus-visible{outline-color:var(--on-brand)}",
       "form{display:flex;gap:6px;padding:10px;border-top:1px solid var(--line);background:var(--bg)}",
-      "form input{flex:1;min-width:0;padding:9px 10px;border:1px solid var(--line);border-radius:8px;font-size:16px;background:var(--bg);color:var(--fg)}",
+      "form input{flex:1;min-width:0;padding:9px 10px;border:1px solid var(--edge);border-radius:8px;font-size:16px;background:var(--bg);color:var(--fg)}",
+      "form input::placeholder{color:var(--muted);opacity:1}",
       "form input:disabled{opacity:.6}",
-      "form button{background:var(--brand);color:#fff;border:0;border-radius:8px;padding:0 14px;cursor:pointer;font-size:15px}",
+      "form button{background:var(--brand);color:var(--on-brand);border:0;border-radius:8px;padding:0 14px;cursor:pointer;font-size:15px}",
       "form button:disabled{opacity:.5;cursor:default}",
       ".tools{display:flex;gap:14px;padding:0 12px 10px;font-size:13px;background:var(--bg)}",
       ".tools button{background:none;border:0;color:var(--muted);text-decoration:underline;cursor:pointer;padding:0;font-size:13px}",
@@ -129,7 +458,7 @@
 
     function el(tag, attrs, text) {
       var n = document.createElement(tag);
-      for (var k in attrs || {}) if (attrs[k] != null) n.setAttribute(k, attrs[k]);
+      for (var k in attrs || {}) if (has(attrs, k) && attrs[k] != null) n.setAttribute(k, attrs[k]);
       if (text != null) n.textContent = text;
       return n;
     }
@@ -159,8 +488,9 @@
     var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": T.conversation, tabindex: "0" });
     var typing = el("div", { class: "typing", "aria-label": T.typing }, "•••");
     var options = el("div", { class: "options", role: "group", "aria-label": T.choices });
-    var form = el("form");
-    var input = el("input", { "aria-label": T.message, autocomplete: "off", maxlength: "2000", disabled: "" });
+    // novalidate: the server checks every answer and replies with the flow's own retry message.
+    var form = el("form", { novalidate: "" });
+    var input = el("input", { type: "text", "aria-label": T.message, autocomplete: "off", maxlength: "2000", disabled: "" });
     var sendBtn = el("button", { type: "submit", disabled: "" }, T.send);
     form.appendChild(input);
     form.appendChild(sendBtn);
@@ -174,20 +504,33 @@
     wrap.appendChild(launcher);
 
     // -- rendering ---------------------------------------------------------------------------
-    var RICH = /\*\*([^*]+)\*\*|\[([^\]]+)\]\(((?:https?:\/\/|mailto:|tel:)[^\s)]+)\)/g;
+    // The bot's **bold** and [links](https://...); a backslash before * [ ] or \ is that
+    // character as text (values a flow puts into its text come escaped, so a shopper's name
+    // never becomes a link). The same markup, read the same way, as the agent console's.
+    var RICH = /\\([\\*\[\]])|\*\*((?:\\[\\*\[\]]|[^*\\])+)\*\*|\[((?:\\[\\*\[\]]|[^\]\\])+)\]\(((?:https?:\/\/|mailto:|tel:)[^\s)]+)\)/g;
+    var ESCAPED = /\\([\\*\[\]])/g;
     function rich(node, text) {
-      var last = 0, m;
+      var last = 0, m, plain = "";
       RICH.lastIndex = 0;
       while ((m = RICH.exec(text))) {
-        node.appendChild(document.createTextNode(text.slice(last, m.index)));
-        if (m[1] !== undefined) node.appendChild(el("strong", {}, m[1]));
-        else node.appendChild(el("a", { href: m[3], target: "_blank", rel: "noopener noreferrer" }, m[2]));
+        plain += text.slice(last, m.index);
         last = RICH.lastIndex;
+        if (m[1] !== undefined) { plain += m[1]; continue; }
+        node.appendChild(document.createTextNode(plain));
+        plain = "";
+        if (m[2] !== undefined) node.appendChild(el("strong", {}, m[2].replace(ESCAPED, "$1")));
+        else node.appendChild(el("a", { href: m[4], target: "_blank", rel: "noopener noreferrer" }, m[3].replace(ESCAPED, "$1")));
       }
-      node.appendChild(document.createTextNode(text.slice(last)));
+      node.appendChild(document.createTextNode(plain + text.slice(last)));
     }
 
-    var unread = 0, lastSeq = 0, current = null, withAgent = false, ended = false, typingTimer = null;
+    // What the transcript so far says; rebuilt from scratch when it is replayed (reset).
+    // current: the bot's last message (its menu or text box); person: null while the bot has
+    // the chat, "queued" or "assigned" while it is with a person; waiting: the "waiting for a
+    // person" notice while queued, whose place in line is updated where it stands.
+    var unread = 0, lastSeq = 0, current, person, waiting, ended, typingTimer = null;
+    function reset() { lastSeq = 0; current = null; person = null; waiting = null; ended = false; }
+    reset();
 
     function setTyping(on) {
       typing.style.display = on ? "block" : "none";
@@ -197,44 +540,19 @@
     }
 
     function note(text, cls) {
-      log.appendChild(el("p", { class: "msg " + (cls || "notice"), role: cls === "error" ? "alert" : null }, text));
+      var line = el("p", { class: "msg " + (cls || "notice"), role: cls === "error" ? "alert" : null }, text);
+      log.appendChild(line);
       log.scrollTop = log.scrollHeight;
+      return line;
     }
 
     function show(e) {
       if (e.seq <= lastSeq) return; // never twice
       lastSeq = e.seq;
       store.set("seq", String(lastSeq));
-      if (e.type === "message") {
-        var who = { shopper: "shopper", agent: "agent", system: "notice" }[e.from] || "bot";
-        var bubble = el("p", { class: "msg " + who });
-        if (who === "agent" && e.agent) bubble.appendChild(el("span", { class: "who" }, e.agent));
-        if (who === "bot") rich(bubble, e.text); else bubble.appendChild(document.createTextNode(e.text));
-        log.appendChild(bubble);
-        if (who !== "shopper") {
-          setTyping(false);
-          if (who === "bot") current = e;
-          if (!panel.classList.contains("open")) { unread++; badge.textContent = String(unread); badge.style.display = "block"; }
-        }
-        ended = false;
-        emit("message", { from: e.from, text: e.text });
-      } else if (e.type === "handoff") {
-        var text = {
-          queued: T.queued + (e.position ? " " + fill(T.position, { n: e.position }) : ""),
-          assigned: fill(T.joined, { name: e.agent || T.someone }),
-          offline: T.offline,
-          closed: T.closed,
-          handed_back: null
-        }[e.status] || e.status;
-        withAgent = e.status === "queued" || e.status === "assigned";
-        // A person has the chat now: the bot's last menu no longer applies. Any other notice
-        // (offline, closed, handed back) comes with or after the bot's next message; the
-        // shopper who started over got the greeting before the notice that the person left.
-        if (withAgent) current = null;
-        setTyping(false);
-        if (text) note(text);
-        emit("handoff", { status: e.status });
-      } else if (e.type === "ended") {
+      if (e.type === "message") showMessage(e);
+      else if (e.type === "handoff") showHandoff(e);
+      else if (e.type === "ended") {
         ended = true;
         current = null;
         note(T.ended);
@@ -242,16 +560,87 @@
       log.scrollTop = log.scrollHeight;
     }
 
+    function showMessage(e) {
+      var who = { shopper: "shopper", agent: "agent", system: "notice" }[e.from] || "bot";
+      var bubble = el("p", { class: "msg " + who });
+      if (who === "agent" && e.agent) bubble.appendChild(el("span", { class: "who" }, e.agent));
+      if (who === "bot") rich(bubble, e.text); else bubble.appendChild(document.createTextNode(e.text));
+      log.appendChild(bubble);
+      if (who !== "shopper") {
+        setTyping(false);
+        if (who === "bot") current = e;
+        if (!panel.classList.contains("open")) { unread++; badge.textContent = String(unread); badge.style.display = "block"; }
+      }
+      ended = false;
+      emit("message", { from: e.from, text: e.text });
+    }
+
+    // One notice per handoff state, in the shopper's words; a status it does not know shows nothing.
+    function showHandoff(e) {
+      person = e.status === "queued" || e.status === "assigned" ? e.status : null;
+      waiting = null;
+      // A person has the chat now: the bot's last menu no longer applies. Any other notice
+      // (offline, closed, handed back) comes with or after the bot's next message; the
+      // shopper who started over got the greeting before the notice that the person left.
+      if (person) current = null;
+      setTyping(false);
+      if (e.status === "queued") showWaiting(e);
+      else if (e.status === "assigned") note(fill(T.joined, { name: e.agent || T.someone }));
+      else if (e.status === "offline") note(T[has(OFFLINE, e.reason) ? OFFLINE[e.reason] : "offline"]);
+      else if (e.status === "closed") note(T.closed);
+      // handed_back: the server's own line ("You're back with the assistant.") follows in the
+      // shopper's language; a second one here would say it twice.
+      emit("handoff", { status: e.status });
+    }
+
+    function showWaiting(e) {
+      var line = note(T.queued);
+      waiting = { queue: e.queue, position: 0, where: line.appendChild(el("span")) };
+      setPlace(e.position);
+    }
+
+    // A new place in line changes the one waiting notice (the log is a polite live region, so
+    // the new text is read out once) instead of adding a line per move.
+    function setPlace(n) {
+      if (!waiting || !(n > 0) || n === waiting.position) return;
+      waiting.position = n;
+      waiting.where.textContent = " " + fill(T.position, { n: n });
+    }
+
     function controls() {
-      // Rebuilding the buttons would drop keyboard focus on the floor: remember where it was.
-      var focusedInside = root.activeElement && options.contains(root.activeElement);
+      var had = root.activeElement; // keyboard focus, before its button is rebuilt or disabled
+      showOptions();
+      showInput();
+      // Asking for a person again while one is coming, or after the end, could only fail.
+      personBtn.hidden = !!person || ended;
+      log.scrollTop = log.scrollHeight;
+      if (had && panel.classList.contains("open") && lost(had)) focusNext();
+    }
+
+    // Focus left on a control that is gone, disabled or hidden would fall to <body>. With
+    // neither menu nor text box yet (opened before the greeting came, or a bot line whose menu
+    // follows in a moment) it waits on the log and moves on when they arrive.
+    var parked = false;
+    function lost(n) { return !n.isConnected || n.disabled || n.hidden || (n === log && parked); }
+    function focusNext() {
+      var next = !input.disabled ? input : options.querySelector("button");
+      parked = !next;
+      (next || log).focus();
+    }
+
+    // One choice per menu: a double click would send a second one, which the server refuses
+    // (the menu has moved on). Cleared when the next menu is shown or the choice is refused.
+    var chosen = false;
+    function showOptions() {
       options.textContent = "";
-      var ask = current && current.input;
+      chosen = false;
       each(current && current.options || [], function (o) {
         var b = el("button", { type: "button" }, o.label);
         if (o.url) b.setAttribute("aria-label", o.label + " (" + T.newtab + ")");
         b.addEventListener("click", function () {
           if (o.url) { window.open(o.url, "_blank", "noopener,noreferrer"); return; }
+          if (chosen) return;
+          chosen = true;
           act({ type: "choose", option: o.id });
         });
         options.appendChild(b);
@@ -261,17 +650,28 @@
         again.addEventListener("click", function () { act({ type: "restart" }); });
         options.appendChild(again);
       }
-      var kinds = { email: "email", tel: "tel", date: "date", number: "text", text: "text" };
-      input.type = ask ? (kinds[ask.kind] || "text") : "text";
-      input.inputMode = ask && ask.kind === "number" ? "decimal" : ask && ask.kind === "tel" ? "tel" : ask && ask.kind === "email" ? "email" : "text";
-      input.disabled = !ask && !withAgent;
+    }
+
+    // Every answer is plain text that reaches the server, which checks it and answers a wrong
+    // one with the flow's retry message: type=email or type=date would let the browser block
+    // it silently. The kind only picks the phone keyboard and autofill.
+    var KEYBOARD = { email: "email", tel: "tel", number: "decimal" };
+    var AUTOFILL = { email: "email", tel: "tel" };
+    function showInput() {
+      var kind = current && current.input ? current.input.kind : null;
+      input.inputMode = has(KEYBOARD, kind) ? KEYBOARD[kind] : "text";
+      input.setAttribute("autocomplete", has(AUTOFILL, kind) ? AUTOFILL[kind] : "off");
+      input.setAttribute("autocapitalize", has(AUTOFILL, kind) ? "off" : "sentences");
+      input.spellcheck = !has(AUTOFILL, kind);
+      input.disabled = !kind && !person;
       sendBtn.disabled = input.disabled;
-      input.placeholder = withAgent ? T.write : input.disabled ? T.choose : T.answer;
-      log.scrollTop = log.scrollHeight;
-      if (panel.classList.contains("open") && (focusedInside || !root.activeElement)) {
-        var next = !input.disabled ? input : options.querySelector("button");
-        if (next) next.focus();
-      }
+      input.placeholder = person ? T.write : input.disabled ? T.choose : T.answer;
+    }
+
+    // An error line in the widget's words, by code; never the server's (English) message.
+    function errorText(code, answered) {
+      if (code === "store_unavailable" && answered) return T.notsent;
+      return T[has(ERRORS, code) ? ERRORS[code] : "oops"];
     }
 
     // -- connection --------------------------------------------------------------------------
@@ -300,7 +700,7 @@
         var f;
         try { f = JSON.parse(m.data); } catch (e) { return; }
         if (f.type === "session") {
-          if (f.session !== store.get("session") || fresh) { log.textContent = ""; lastSeq = 0; current = null; }
+          if (f.session !== store.get("session") || fresh) { log.textContent = ""; reset(); }
           fresh = false;
           store.set("session", f.session);
           everConnected = true;
@@ -310,13 +710,15 @@
           pending = without(pending, f.id);
           if (!pending.length && status.textContent === T.queuedoffline) setStatus("");
         } else if (f.type === "error") {
-          var was = without(pending, f.id).length !== pending.length;
+          var answered = without(pending, f.id).length !== pending.length;
           pending = without(pending, f.id);
           setTyping(false);
-          if (f.code === "store_unavailable" && was) { note(T.notsent, "error"); }
-          else if (f.code !== "unknown_option") note(f.message, "error");
+          chosen = false;
+          note(errorText(f.code, answered), "error");
         } else if (f.type === "typing" && f.from === "agent") {
           setTyping(true);
+        } else if (f.type === "position") {
+          if (waiting && f.queue === waiting.queue) setPlace(f.position);
         } else if (f.seq) {
           show(f);
           controls();
@@ -343,7 +745,7 @@
     var lastTyping = 0;
     input.addEventListener("input", function () {
       // Tell a person (not the bot) that the shopper is typing; at most every 2 seconds.
-      if (withAgent && ws && ws.readyState === 1 && Date.now() - lastTyping > 2000) {
+      if (person && ws && ws.readyState === 1 && Date.now() - lastTyping > 2000) {
         lastTyping = Date.now();
         ws.send(JSON.stringify({ type: "typing" }));
       }
@@ -366,8 +768,7 @@
       unread = 0;
       badge.style.display = "none";
       store.set("open", "1");
-      var first = options.querySelector("button") || (input.disabled ? closeBtn : input);
-      first.focus();
+      focusNext();
       emit("open");
     }
     function close() {
