@@ -151,6 +151,15 @@ async def test_the_place_in_line_is_kept_up_to_date(boxes: Any, clock: Clock) ->
     await shoppers[1].act({"type": "restart"})
     third = await shoppers[2].until(lambda f: f["type"] == "position")
     assert third["position"] == 1
+    # The third reloads the page (on the other box): told where they stand, after the replay.
+    await shoppers[2].close()
+    again = await Client.connect(b.ws_url, session=shoppers[2].session, last_seq=0)
+    place = await again.until(lambda f: f["type"] == "position")
+    assert place == {"type": "position", "queue": "orders", "position": 1}
+    assert again.frames.index(place) > max(
+        i for i, f in enumerate(again.frames) if f.get("type") == "handoff"
+    )
+    shoppers.append(again)
     for c in (*shoppers, alice):
         await c.close()
 

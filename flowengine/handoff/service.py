@@ -551,6 +551,15 @@ class HandoffService:
         online = await self._online(now)
         return {a: i for a, i in online.items() if _serving({a: i}, team)}
 
+    async def place_in_line(self, sid: str) -> tuple[str, int] | None:
+        """(team, place) of a waiting chat; None when it is not waiting."""
+        record = await self.store.get_handoff(sid)
+        if record is None or record.get("status") != "queued":
+            return None
+        waiting = await self.store.queue(record["team"])
+        place = next((i + 1 for i, r in enumerate(waiting) if r["session"] == sid), 0)
+        return (record["team"], place) if place else None
+
     async def _line_moved(
         self, team: str, *, joined: str | None = None, left: float | None = None
     ) -> int:

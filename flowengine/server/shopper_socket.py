@@ -101,6 +101,10 @@ class ShopperSocket(Follower):
         await self.runtime.hub.attach(opened.sid, self)
         try:
             await self.catch_up(opened.sid)
+            if opened.resumed:  # a reload while waiting: the place in line as it is now
+                place = await self.runtime.handoffs.place_in_line(opened.sid)
+                if place is not None:
+                    await self.send(frames.position(*place))
         except StoreUnavailable:
             await self.store_error("the service is briefly unavailable")
         return True
