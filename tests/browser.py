@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -58,3 +58,11 @@ class Pages:
             await context.close()
         assert self.errors == [], self.errors
         assert self.dialogs == [], self.dialogs
+
+
+async def say(page: Page, text: str) -> None:
+    """Type `text` into the widget's text box and send it, as a shopper does (in any locale)."""
+    box = page.locator("flowengine-chat input")
+    await expect(box).to_be_enabled()
+    await box.fill(text)
+    await box.press("Enter")

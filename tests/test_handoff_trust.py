@@ -123,6 +123,17 @@ async def _claimed(agent: Agent, shopper: Client) -> None:
     await shopper.until(lambda f: f.get("type") == "handoff" and f["status"] == "assigned")
 
 
+async def _held(agents_box: AppServer, shoppers_box: AppServer) -> tuple[Agent, Client]:
+    """alice (orders, general), online on one box, holding the chat of a shopper on the other
+    who asked for a person while tracking an order."""
+    alice = await Agent.login(agents_box, "alice", PASSWORD)
+    await _online(alice)
+    shopper = await _start(shoppers_box)
+    await _track_then_person(shopper)
+    await _claimed(alice, shopper)
+    return alice, shopper
+
+
 async def _transcript(box: AppServer, sid: str | None) -> list[dict[str, Any]]:
     assert sid is not None
     return await box.runtime.store.replay(sid, 0, 1000)
@@ -169,11 +180,7 @@ async def test_the_place_in_line_is_kept_up_to_date(boxes: Any, clock: Clock) ->
 
 async def test_a_resent_reply_is_stored_once_even_across_a_cut_socket(boxes: Any) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", PASSWORD)
-    await _online(alice)
-    shopper = await _start(b)
-    await _track_then_person(shopper)
-    await _claimed(alice, shopper)
+    alice, shopper = await _held(a, b)
 
     frame = {"type": "reply", "id": "r-1", "session": shopper.session, "text": "On it!"}
     await alice.send(frame)
@@ -335,11 +342,7 @@ async def test_the_chats_of_an_agent_who_left_go_back_to_the_front_of_the_queue(
     boxes: Any, clock: Clock
 ) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", PASSWORD)
-    await _online(alice)
-    shopper = await _start(b)
-    await _track_then_person(shopper)
-    await _claimed(alice, shopper)
+    alice, shopper = await _held(a, b)
     await alice.close()  # her laptop closes
     clock.advance(60)  # within the grace: still hers
     await asyncio.sleep(1.5)
@@ -360,11 +363,7 @@ async def test_the_chats_of_an_agent_who_left_go_back_to_the_front_of_the_queue(
 
 async def test_admins_take_over_and_reassign_agents_do_not(boxes: Any) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", PASSWORD)
-    await _online(alice)
-    shopper = await _start(b)
-    await _track_then_person(shopper)
-    await _claimed(alice, shopper)
+    alice, shopper = await _held(a, b)
     bob = await Agent.login(b, "bob", PASSWORD)
     refused = await bob.act({"type": "takeover", "session": shopper.session})
     assert refused["code"] == "not_allowed"
@@ -394,11 +393,7 @@ async def test_a_transfer_to_a_team_nobody_serves_is_refused_and_the_chat_stays(
     boxes: Any,
 ) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", PASSWORD)
-    await _online(alice)
-    shopper = await _start(b)
-    await _track_then_person(shopper)
-    await _claimed(alice, shopper)
+    alice, shopper = await _held(a, b)
     refused = await alice.act({"type": "transfer", "session": shopper.session, "team": "sales"})
     assert refused["code"] == "nobody_online" and "sales" in refused["message"]
     assert (await alice.act({"type": "reply", "session": shopper.session, "text": "still me"}))[
@@ -414,11 +409,7 @@ async def test_a_transfer_to_a_team_nobody_serves_is_refused_and_the_chat_stays(
 
 async def test_an_expired_session_is_named_as_such(boxes: Any) -> None:
     a, b = boxes
-    alice = await Agent.login(a, "alice", PASSWORD)
-    await _online(alice)
-    shopper = await _start(b)
-    await _track_then_person(shopper)
-    await _claimed(alice, shopper)
+    alice, shopper = await _held(a, b)
     sid = shopper.session or ""
     await shopper.close()
     redis = a.runtime.store._redis  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from flowengine.handoff.passwords import hash_password
 from flowengine.server.config import ServerConfig
 from flowengine.server.identity import user_hash
 from tests.app_server import AppServer
-from tests.browser import Pages
+from tests.browser import Pages, say
 from tests.server_process import ROOT
 
 # The session's loop, where the one browser lives (the `browser` and `pages` fixtures).
@@ -43,13 +43,6 @@ async def _shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path))
     return path
-
-
-async def _say(page: Page, text: str) -> None:
-    box = page.get_by_label("Your message")
-    await expect(box).to_be_enabled()
-    await box.fill(text)
-    await box.press("Enter")
 
 
 async def _requested(page: Page, suffix: str) -> bool:
@@ -79,14 +72,14 @@ async def test_track_an_order_reload_mid_flow_and_ask_for_a_person(
     await expect(dialog).to_be_visible()
     await page.get_by_role("button", name="Track my order").click()
     await expect(page.get_by_label("Your message")).to_have_attribute("type", "text")
-    await _say(page, "1003")
+    await say(page, "1003")
     await expect(page.get_by_label("Your message")).to_have_attribute("inputmode", "email")
     # Reload mid-flow: the transcript comes back and the conversation goes on.
     await page.reload()
     await expect(page.get_by_role("dialog", name="Northwind help")).to_be_visible()  # kept open
     await expect(page.get_by_text("1003", exact=True)).to_be_visible()
     await expect(page.get_by_text("Track my order", exact=True)).to_have_count(1)  # not twice
-    await _say(page, "chloe.pop@example.com")
+    await say(page, "chloe.pop@example.com")
     await expect(page.get_by_text("on its way with DHL")).to_be_visible()
     link = page.get_by_role("link", name="Track your parcel")
     await expect(link).to_have_attribute("target", "_blank")
@@ -104,7 +97,7 @@ async def test_hostile_text_is_shown_as_text(pages: Pages, shop: AppServer) -> N
     await page.goto(shop.http + "/")
     await page.get_by_role("button", name="Open chat").click()
     await page.get_by_role("button", name="Report a problem").click()
-    await _say(page, HOSTILE)
+    await say(page, HOSTILE)
     await expect(page.get_by_text(HOSTILE, exact=True)).to_be_visible()
     assert await page.locator("flowengine-chat img[src=x]").count() == 0
     # Not even for a moment: an <img> that had existed would have asked for 'x'.
@@ -130,8 +123,8 @@ async def test_a_shoppers_name_in_the_greeting_is_never_markup(
     assert await page.locator("flowengine-chat a[href*='evil']").count() == 0
     assert await page.locator("flowengine-chat strong").count() == 0
     await page.get_by_role("button", name="Track my order").click()
-    await _say(page, "1003")
-    await _say(page, "chloe.pop@example.com")
+    await say(page, "1003")
+    await say(page, "chloe.pop@example.com")
     await expect(page.locator("flowengine-chat strong").first).to_be_visible()  # "**#1003**"
 
 
@@ -226,7 +219,7 @@ async def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
         await expect(page.get_by_label("Your message")).to_be_enabled()
         await server.stop()
         await expect(page.get_by_role("status")).to_have_text("Reconnecting…")
-        await _say(page, "1003")
+        await say(page, "1003")
         await expect(page.get_by_role("status")).to_contain_text("Offline")
         # A new server where the old one was, on the same Redis: the session is still there.
         server = await AppServer(config, port=server.port).start()
@@ -285,7 +278,7 @@ async def test_identify_lets_a_verified_shopper_skip_the_email(pages: Pages) -> 
         )
         await page.get_by_role("button", name="Open chat").click()
         await page.get_by_role("button", name="Track my order").click()
-        await _say(page, "1003")
+        await say(page, "1003")
         await expect(page.get_by_text("on its way with DHL")).to_be_visible()  # no email asked
 
 
@@ -321,12 +314,12 @@ async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_ine
         await shopper.goto(server.http + "/")
         await shopper.get_by_role("button", name="Open chat").click()
         await shopper.get_by_role("button", name="Track my order").click()
-        await _say(shopper, "1005")
-        await _say(shopper, "erik.dvorak@example.com")
+        await say(shopper, "1005")
+        await say(shopper, "erik.dvorak@example.com")
         await expect(shopper.get_by_text("It was delivered on")).to_be_visible()
         await shopper.get_by_role("button", name="Talk to a person").first.click()
         await expect(shopper.get_by_text("Waiting for a person…")).to_be_visible()
-        await _say(shopper, HOSTILE)
+        await say(shopper, HOSTILE)
 
         claim = console.get_by_role("button", name="Claim")
         await expect(claim).to_be_visible()
@@ -347,7 +340,7 @@ async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_ine
         await reply.fill("Hi Erik, happy to help with 1005.")
         await reply.press("Enter")
         await expect(shopper.get_by_text("Hi Erik, happy to help with 1005.")).to_be_visible()
-        await _say(shopper, "Can I swap the cap for a black one?")
+        await say(shopper, "Can I swap the cap for a black one?")
         await expect(console.get_by_text("Can I swap the cap for a black one?")).to_be_visible()
         await console.get_by_label("Internal note").fill("Offered an exchange")
         await console.get_by_role("button", name="Add note").click()

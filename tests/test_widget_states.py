@@ -22,7 +22,7 @@ from playwright.async_api import Page, WebSocketRoute, expect
 
 from flowengine.server.config import ServerConfig
 from tests.app_server import AppServer
-from tests.browser import Pages
+from tests.browser import Pages, say
 from tests.server_process import ROOT
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -32,13 +32,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def shop() -> AsyncIterator[AppServer]:
     async with AppServer(ServerConfig()) as server:
         yield server
-
-
-async def _say(page: Page, text: str) -> None:
-    box = page.locator("flowengine-chat input")
-    await expect(box).to_be_enabled()
-    await box.fill(text)
-    await box.press("Enter")
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -273,7 +266,7 @@ async def test_a_mistyped_email_reaches_the_server_and_gets_the_flows_retry(
     await page.goto(shop.http + "/")
     await page.get_by_role("button", name=open_label).click()
     await page.get_by_role("button", name=track).click()
-    await _say(page, "1003")
+    await say(page, "1003")
     box = page.locator("flowengine-chat input")
     await expect(box).to_have_attribute("inputmode", "email")  # the phone's email keyboard
     await expect(box).to_have_attribute("autocomplete", "email")
@@ -282,12 +275,12 @@ async def test_a_mistyped_email_reaches_the_server_and_gets_the_flows_retry(
         "i => [i.required, i.pattern, i.form.noValidate, i.willValidate && !i.checkValidity()]"
     )
     assert rules == [False, "", True, False], rules
-    await _say(page, "chloe.pop at example")
+    await say(page, "chloe.pop at example")
     await expect(page.get_by_text("chloe.pop at example", exact=True)).to_be_visible()  # echoed
     await expect(page.get_by_text(retry)).to_be_visible()  # the flow's own answer
     await expect(box).to_be_enabled()
     await expect(box).to_have_value("")
-    await _say(page, "chloe.pop@example.com")
+    await say(page, "chloe.pop@example.com")
     await expect(page.get_by_text(retry)).to_have_count(1)
 
 
@@ -389,7 +382,7 @@ async def test_contrast_in_light_and_dark(
         pairs = await page.evaluate(PAIRS)  # the greeting's menu
         await page.locator(".tools").get_by_role("button", name="Talk to a person").click()
         await expect(page.get_by_text("Nobody is available right now.")).to_be_visible()
-        await _say(page, "anna@example.com")  # a shopper bubble; the flow asks for the message
+        await say(page, "anna@example.com")  # a shopper bubble; the flow asks for the message
         routes[-1].send(json.dumps({"type": "error", "code": "busy", "message": "busy"}))
         await expect(page.get_by_role("alert")).to_be_visible()
         await expect(page.locator("flowengine-chat input")).to_be_enabled()
