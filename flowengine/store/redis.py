@@ -8,7 +8,11 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:v:<version>  string a flow version's sources (JSON)       TTL: refreshed while in use
     fe:events       stream analytics events                       capped (MAXLEN ~)
     fe:n:<sid>      pub/sub channel: "N:<instance>" (seq N was committed by that process),
-                    or a JSON signal (typing, a note)              (not a key)
+                    or a JSON signal (typing, a note, a place in line)   (not a key)
+    fe:n:@agent:<user>  pub/sub channel: {"logout": token hash | "*"} ends consoles
+    fe:{handoff}:*  handoff records, team queues, agents' loads, presence
+    fe:{tickets}:*  the ticket inbox (all, changes, order)         no TTL
+    fe:once:<key>   an agent action id already applied            TTL 24 h
 
 A click is one round trip: the commit script compares the revision, writes the state, appends
 the events, records the action id, refreshes the TTLs and publishes, atomically. Connections
