@@ -97,7 +97,7 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
     ("agent", "out", "note"): _shape("agent", "out", "type session note"),
     ("agent", "out", "ack"): _shape("agent", "out", "type id", "duplicate"),
     ("agent", "out", "tickets"): _shape("agent", "out", "type items", "id"),
-    ("agent", "out", "ticket"): _shape("agent", "out", "type ticket"),
+    ("agent", "out", "ticket"): _shape("agent", "out", "type ticket", "id"),
     ("agent", "out", "error"): _shape("agent", "out", "type code message", "id"),
     ("agent", "out", "pong"): _shape("agent", "out", "type"),
 }
@@ -261,6 +261,9 @@ def tickets(items: list[Frame], frame_id: str | None) -> Frame:
     return out
 
 
-def ticket(t: Frame) -> Frame:
-    """One ticket with its packet (the conversation it came from)."""
-    return {"type": "ticket", "ticket": t}
+def ticket(t: Frame, frame_id: str | None = None) -> Frame:
+    """One ticket with its packet (the conversation it came from), answering `frame_id`."""
+    out: Frame = {"type": "ticket", "ticket": t}
+    if frame_id is not None:
+        out["id"] = frame_id
+    return out

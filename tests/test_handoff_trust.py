@@ -385,8 +385,38 @@ async def test_admins_take_over_and_reassign_agents_do_not(boxes: Any) -> None:
     ] == "ack"
     nobody = await sam.act({"type": "reassign", "session": shopper.session, "agent": "zed"})
     assert nobody["code"] == "bad_agent"
+    # Only to someone who serves the chat's team and is online now.
+    wrong_team = await sam.act({"type": "reassign", "session": shopper.session, "agent": "bob"})
+    assert wrong_team["code"] == "not_allowed"
+    _account(a, "dan", "orders")  # never logged in
+    away = await sam.act({"type": "reassign", "session": shopper.session, "agent": "dan"})
+    assert away["code"] == "nobody_online"
     for c in (alice, bob, sam, shopper):
         await c.close()
+
+
+async def test_an_agent_who_closes_the_console_stops_counting_at_once(boxes: Any) -> None:
+    a, b = boxes
+    alice = await Agent.login(a, "alice", PASSWORD)
+    await _online(alice)
+    await alice.close()
+    await asyncio.sleep(0.3)  # the server notices the close
+    shopper = await _start(b)
+    offline = await _ask_for_person(shopper)  # not queued for someone who left
+    assert offline["status"] == "offline" and offline["reason"] == "no_agent"
+    await shopper.close()
+
+
+async def test_odd_frames_on_the_agent_socket_get_errors_not_tracebacks(boxes: Any) -> None:
+    a, _ = boxes
+    alice = await Agent.login(a, "alice", PASSWORD)
+    await alice.send(b"\x01")
+    assert (await alice.until(lambda f: f["type"] == "error"))["code"] == "bad_frame"
+    # typing in a chat that is not (or no longer) there: dropped, no answer
+    await alice.send({"type": "typing", "session": "no-such-session-at-all"})
+    assert (await alice.act({"type": "ping"}))["type"] == "ack"
+    assert not [f for f in alice.frames if f["type"] == "error" and f.get("code") != "bad_frame"]
+    await alice.close()
 
 
 async def test_a_transfer_to_a_team_nobody_serves_is_refused_and_the_chat_stays(
@@ -456,9 +486,20 @@ async def test_the_queue_shows_who_waits_and_what_they_said_and_the_packet_the_c
 # -- the inbox ----------------------------------------------------------------------------------
 
 
-async def _leave_a_message(box: AppServer, email: str, text: str) -> Client:
+async def _leave_a_message(
+    box: AppServer, email: str, text: str, order: str | None = None
+) -> Client:
+    """Nobody online: the shopper leaves a message (after looking up `order`, if given)."""
     shopper = await _start(box)
-    await _ask_for_person(shopper)  # nobody online: leave a message
+    if order is None:
+        await _ask_for_person(shopper)
+    else:
+        await shopper.act({"type": "choose", "option": "track"})
+        await shopper.act({"type": "text", "text": order})
+        await shopper.act({"type": "text", "text": email})
+        await shopper.until(lambda f: f.get("type") == "message" and f.get("options"))
+        await shopper.act({"type": "choose", "option": "person"})
+        await shopper.until(lambda f: f.get("type") == "handoff")
     await shopper.until(lambda f: f.get("type") == "message" and f.get("input"))
     await shopper.act({"type": "text", "text": email})
     await shopper.until(lambda f: f.get("type") == "message" and f.get("input"))
@@ -476,7 +517,9 @@ async def test_left_messages_land_in_an_inbox_that_outlives_the_instances(
         _account(a, "bob", "returns")
         first = await _leave_a_message(a, "erik@example.com", "Where is my refund?")
         clock.advance(60)
-        second = await _leave_a_message(b, "chloe.pop@example.com", "Can I change my address?")
+        second = await _leave_a_message(
+            b, "chloe.pop@example.com", "Can I change my address?", order="1003"
+        )
         alice = await Agent.login(a, "alice", PASSWORD)
         listed = await alice.act({"type": "tickets"})
         assert listed["type"] == "ack"
@@ -493,6 +536,16 @@ async def test_left_messages_land_in_an_inbox_that_outlives_the_instances(
         await alice.act({"type": "tickets", "query": "chloe.pop"})
         found = [f for f in alice.frames if f["type"] == "tickets"][-1]["items"]
         assert [t["email"] for t in found] == ["chloe.pop@example.com"]
+        # by the order the flow looked up before the shopper asked for a person
+        await alice.act({"type": "tickets", "status": "all", "query": "#1003"})
+        found = [f for f in alice.frames if f["type"] == "tickets"][-1]["items"]
+        assert [t["number"] for t in found] == ["1003"]
+        # a ticket goes only to someone who may open it; the answer names the action
+        refused = await alice.act({"type": "ticket_update", "ticket": key, "assignee": "bob"})
+        assert refused["code"] == "not_allowed"
+        mine = await alice.act({"type": "ticket_update", "ticket": key, "assignee": "alice"})
+        answer = [f for f in alice.frames if f["type"] == "ticket"][-1]
+        assert answer["id"] == mine["id"] and answer["ticket"]["assignee"] == "alice"
         # bob (returns) sees none of the general team's tickets.
         bob = await Agent.login(b, "bob", PASSWORD)
         await bob.act({"type": "tickets", "status": "all"})

@@ -119,7 +119,9 @@ async def test_a_shoppers_name_in_the_greeting_is_never_markup(
     )
     await page.get_by_role("button", name="Open chat").click()
     await page.get_by_role("button", name="Start over").click()
-    await expect(page.get_by_text(f"Hi {hostile}! How can I help you today?")).to_be_visible()
+    # (the first greeting may already have the name, if identify came before the widget's hello)
+    greeting = page.get_by_text(f"Hi {hostile}! How can I help you today?")
+    await expect(greeting.last).to_be_visible()
     assert await page.locator("flowengine-chat a[href*='evil']").count() == 0
     assert await page.locator("flowengine-chat strong").count() == 0
     await page.get_by_role("button", name="Track my order").click()

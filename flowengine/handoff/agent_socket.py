@@ -191,7 +191,7 @@ def _ticket_key(frame: dict[str, Any]) -> str:
 
 async def on_ticket(conn: AgentSocket, frame: dict[str, Any]) -> None:
     ticket = await conn.runtime.handoffs.ticket(conn.account, _ticket_key(frame))
-    await conn.send(frames.ticket(ticket))
+    await conn.send(frames.ticket(ticket, frame_id(frame)))
 
 
 async def on_ticket_update(conn: AgentSocket, frame: dict[str, Any]) -> None:
@@ -207,7 +207,7 @@ async def on_ticket_update(conn: AgentSocket, frame: dict[str, Any]) -> None:
         ):
             raise ProtocolError("bad_agent", f"no agent '{str(assignee)[:32]}'")
     ticket = await conn.runtime.handoffs.update_ticket(conn.account, key, status, assignee)
-    await conn.send(frames.ticket(ticket))
+    await conn.send(frames.ticket(ticket, frame_id(frame)))
 
 
 async def on_open(conn: AgentSocket, frame: dict[str, Any]) -> None:
@@ -228,7 +228,7 @@ async def on_note(conn: AgentSocket, frame: dict[str, Any]) -> None:
 
 async def on_typing(conn: AgentSocket, frame: dict[str, Any]) -> None:
     # Ephemeral: typing in a chat that is not (or no longer) yours is dropped without an error.
-    with contextlib.suppress(NotYours):
+    with contextlib.suppress(NotYours, SessionGone):
         await conn.runtime.handoffs.agent_typing(conn.account, _session(frame))
 
 
@@ -314,12 +314,16 @@ async def agent_socket(ws: WebSocket) -> None:
     ticker = asyncio.create_task(_tick(conn))
     try:
         await _converse(conn)
-    except WebSocketDisconnect:
-        pass
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # gone (RuntimeError: starlette's "not connected" when it went mid-receive)
     finally:
         conn.closed = True
         ticker.cancel()
         await runtime.hub.detach(logins(username), conn)
+        # Offline at once, not 30 s later: new chats must not queue for an agent who left
+        # (another console of theirs marks them online again within a second).
+        with contextlib.suppress(StoreUnavailable):
+            await conn.runtime.handoffs.went_away(conn.account, conn.info())
         for sid in list(conn.sent):
             await runtime.hub.detach(sid, conn)
 
@@ -365,9 +369,14 @@ async def _converse(conn: AgentSocket) -> None:
     limit = conn.runtime.config.max_frame_bytes
     bucket = TokenBucket(AGENT_RATE, AGENT_BURST)
     while True:
-        text = await conn.ws.receive_text()
+        message = await conn.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
         action_id = None
         try:
+            if text is None:
+                raise ProtocolError("bad_frame", "frames are JSON text, not binary")
             if len(text.encode("utf-8", "surrogatepass")) > limit:
                 raise ProtocolError("frame_too_large", f"frames are limited to {limit} bytes")
             if not bucket.take():
@@ -391,11 +400,7 @@ async def _converse(conn: AgentSocket) -> None:
                 frames.error("not_yours", "this chat is not assigned to you", action_id)
             )
         except NobodyOnline as exc:
-            await conn.send(
-                frames.error(
-                    "nobody_online", f"nobody in '{exc}' is online; the chat stays yours", action_id
-                )
-            )
+            await conn.send(frames.error("nobody_online", str(exc), action_id))
         except NotAllowed:
             await conn.send(
                 frames.error("not_allowed", "not in your teams, or for admins only", action_id)

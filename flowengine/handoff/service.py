@@ -377,7 +377,7 @@ class HandoffService:
             raise ValueError(f"unknown team '{team}'")
         record = await self._mine(agent, sid)
         if not await self._agents_for(team, self.clock()):
-            raise NobodyOnline(team)
+            raise NobodyOnline(f"nobody in '{team}' is online; the chat stays yours")
         moved = await self.store.transition(
             sid,
             ("assigned",),
@@ -405,6 +405,15 @@ class HandoffService:
         has it now; the chat frame for `to`. Raises NotAllowed for a non-admin."""
         if admin.role != "admin":
             raise NotAllowed(sid)
+        if to.username != admin.username:
+            held = await self.store.get_handoff(sid)
+            if held is None:
+                await self._gone_or(sid, NotYours(sid))
+            team = str((held or {}).get("team"))
+            if to.role != "admin" and team not in to.teams:
+                raise NotAllowed(sid)
+            if to.username not in await self._agents_for(team, self.clock()):
+                raise NobodyOnline(f"'{to.username}' is not online; the chat stays where it is")
         record = await self.store.transition(
             sid,
             ("assigned",),
@@ -464,12 +473,16 @@ class HandoffService:
         if team is None:
             team = route(self.config, str(packet.get("flow") or ""), None, "", "normal")[0]
         fields = ("kind", "details", "number", "email", "name")
+        order = packet.get("order") or {}
+        collected = packet.get("collected") or {}
+        number = request.get("number") or order.get("number") or collected.get("order_number")
         ticket = {
             "key": key,
             "ticket_id": ticket_id,
             "session": sid,
             "team": team,
             **{k: str(request[k])[:4000] for k in fields if request.get(k) is not None},
+            **({"number": str(number)[:64]} if number else {}),
             "status": "open",
             "assignee": None,
             "created_at": self.clock(),
@@ -516,11 +529,20 @@ class HandoffService:
             changes["status"] = status
             changes["done_at"] = self.clock() if status == "done" else None
         if assignee is not False:
+            if isinstance(assignee, str):
+                to = await self.account(assignee)
+                if to is None or not self._may_see(to, await self.ticket(agent, key)):
+                    raise NotAllowed(key)  # they could not even open it
             changes["assignee"] = assignee
         updated = await self.store.update_ticket(key, changes)
         if updated is None:
             raise NoTicket(key)
         return updated
+
+    async def went_away(self, agent: Account, info: dict[str, Any]) -> None:
+        """A console closed: the agent stops counting as online now; the grace before their
+        chats are requeued counts from here."""
+        await self.store.heartbeat(agent.username, {**info, "status": "gone"}, self.clock())
 
     async def snapshot(self, agent: Account, info: dict[str, Any]) -> frames.Frame:
         """Mark the agent present and say what waits in their teams and what is theirs."""
