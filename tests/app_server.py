@@ -61,6 +61,7 @@ class AppServer(Listening):
                 ws_per_message_deflate=False,
                 lifespan="on",
                 log_level="warning",
+                timeout_graceful_shutdown=5,  # as `serve`: a stuck socket cannot hang a test
             )
         )
         self._task: asyncio.Task[None] | None = None

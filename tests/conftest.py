@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
@@ -79,3 +82,32 @@ async def pages(browser: Browser) -> AsyncIterator[Pages]:
     opened = Pages(browser)
     yield opened
     await opened.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """A test (its setup, call or teardown) still running after 100 s prints what each of its
+    asyncio tasks waits on (the thread stacks that `faulthandler_timeout` dumps show only the
+    event loop's select)."""
+
+    def dump() -> None:
+        for loop in _loops():
+            print(f"\n--- {item.nodeid}: asyncio tasks still waiting ---", file=sys.stderr)
+            for task in list(asyncio.all_tasks(loop)):
+                task.print_stack(limit=12, file=sys.stderr)
+
+    timer = threading.Timer(100, dump)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _loops() -> list[asyncio.AbstractEventLoop]:
+    import gc
+
+    return [
+        o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()
+    ]

@@ -207,6 +207,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ws_max_size=1024 * 1024,
         log_level=args.log_level,
         proxy_headers=True,
+        # On SIGTERM sockets are told to go (1012: clients reconnect, to another instance);
+        # a handler still busy after this long is cancelled, so a stop never hangs.
+        timeout_graceful_shutdown=10,
     )
     return 0
 
