@@ -3,6 +3,7 @@ the routes the app mounts for handoff (the socket is in `agent_socket`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -47,11 +48,35 @@ async def console_css(request: Request) -> Response:
     return _console("console.css", "text/css; charset=utf-8")
 
 
+LOGIN_BODY_LIMIT = 4096  # bytes: a username and a password, with room to spare
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it passes `limit` bytes (nothing bigger is kept in
+    memory, whatever Content-Length says or does not say)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def login(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     ip = request.client.host if request.client else "-"
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        # Also what a cross-site form or text/plain POST would send: refused before anything.
+        return JSONResponse({"error": "send JSON (Content-Type: application/json)"}, 415)
+    raw = await _body(request, LOGIN_BODY_LIMIT)
+    if raw is None:
+        return JSONResponse({"error": f"at most {LOGIN_BODY_LIMIT} bytes"}, status_code=413)
     try:
-        body = await request.json()
+        body = json.loads(raw)
         username, password = str(body["username"]).strip().lower(), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return JSONResponse({"error": "send {username, password}"}, status_code=400)

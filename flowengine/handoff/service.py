@@ -27,7 +27,7 @@ from ..store import ChatView, Store
 from . import packet as packets
 from .accounts import Account, AccountBook
 from .config import HandoffConfig
-from .passwords import verify_password
+from .passwords import hash_password, verify_password
 from .routing import is_open, opening_hours, route, score
 from .webhooks import Webhooks
 
@@ -68,6 +68,16 @@ class NobodyOnline(Exception):
 
 class NoTicket(Exception):
     """No ticket has this key."""
+
+
+_DUMMY: list[str] = []
+
+
+async def _dummy_hash() -> str:
+    """A hash no password matches, made once (as slow to check as a real one)."""
+    if not _DUMMY:
+        _DUMMY.append(await asyncio.to_thread(hash_password, secrets.token_urlsafe(16)))
+    return _DUMMY[0]
 
 
 def logins(username: str) -> str:
@@ -218,9 +228,10 @@ class HandoffService:
         if by_user >= LOGIN_FAILURES_PER_USER or by_address >= LOGIN_FAILURES_PER_ADDRESS:
             raise Throttled(username)
         account = await asyncio.to_thread(self.accounts.get, username)
-        ok = account is not None and await asyncio.to_thread(
-            verify_password, password, account.password_hash
-        )
+        # An unknown username costs the same KDF run as a wrong password: the answer's timing
+        # does not tell which usernames exist.
+        stored = account.password_hash if account is not None else await _dummy_hash()
+        ok = await asyncio.to_thread(verify_password, password, stored) and account is not None
         if not ok or account is None:
             await self.store.add_failure(keys, LOGIN_WINDOW)
             return None

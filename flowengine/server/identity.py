@@ -20,6 +20,8 @@ def user_hash(secret: str, email: str) -> str:
 def verify_shopper(shopper: dict[str, Any], given_hash: Any, secret: str | None) -> dict[str, Any]:
     """The shopper context with `verified` set by the server, and no hash in it."""
     out = {k: v for k, v in shopper.items() if k not in ("verified", "user_hash")}
+    if not out:
+        return {}  # nobody said who this is: a resuming hello keeps what the session knows
     email = out.get("email")
     out["verified"] = bool(
         secret

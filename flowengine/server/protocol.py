@@ -48,15 +48,36 @@ class Action:
 
 
 def decode(raw: str) -> dict[str, Any]:
+    """A frame as a dict, every string in it encodable text (see `_encodable`)."""
     try:
         frame = json.loads(raw)
     except (ValueError, RecursionError):
         raise ProtocolError("bad_json", "frames are JSON objects") from None
     if not isinstance(frame, dict):
         raise ProtocolError("bad_frame", "frames are JSON objects with a 'type'")
+    if "\\u" in raw and _SURROGATE.search(raw):
+        frame = _encodable(frame)
     if not isinstance(frame.get("type"), str):
         raise ProtocolError("bad_frame", "the frame has no 'type'")
     return frame
+
+
+# A JSON escape of half a surrogate pair ("\udc80") decodes to a str that cannot be encoded as
+# UTF-8: stored, it would break every replay of the session and every agent opening it. The
+# edge replaces each with U+FFFD, once, for every field of every frame (a whole pair, such as
+# an emoji, decodes to one character and is kept).
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]", re.ASCII)
+_LONE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def _flat(value: Any, limit: int = 32) -> dict[str, Any]:
