@@ -304,6 +304,7 @@ async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_ine
         assert r.status_code == 200
         csp = r.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "default-src 'none'" in csp
+        assert "connect-src 'self';" in csp  # its own socket, no other host (ws: would be any)
 
         console = await pages.new({"width": 1400, "height": 850})
         shopper = await pages.new()

@@ -19,10 +19,10 @@ log = logging.getLogger("flowengine.agents")
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 # The console shows text from shoppers: it may run only its own script and style, and talk
-# only to this server.
+# only to this server (CSP3 'self' covers its own ws:// and wss://, and no other host).
 CONSOLE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
 
