@@ -295,3 +295,28 @@ async def test_failures_are_counted_per_key_within_a_window(store: Any, clock: C
 
 async def _counts(store: Any, keys: list[str], expected: list[int]) -> bool:
     return bool(await store.failures(keys) == expected)
+
+
+async def test_the_inbox_lists_without_packets_and_opens_with_one(store: Any) -> None:
+    packet = {"session": "s1", "transcript": [], "order": None}
+    for i, key in enumerate(("T-1.a", "T-1.b")):
+        await store.put_ticket(key, {"key": key, "created_at": float(i), "packet": packet})
+    listed = await store.tickets()
+    assert [t["key"] for t in listed] == ["T-1.b", "T-1.a"]  # newest first
+    assert all("packet" not in t for t in listed)
+    assert await store.update_ticket("T-1.a", {"status": "done"}) is not None
+    opened = await store.get_ticket("T-1.a")
+    assert opened is not None and opened["status"] == "done" and opened["packet"] == packet
+    assert await store.update_ticket("nope", {"status": "done"}) is None
+    assert await store.get_ticket("nope") is None
+
+
+async def test_once_forget_and_leave(store: Any) -> None:
+    assert await store.once("agent:a:1", 60) is True
+    assert await store.once("agent:a:1", 60) is False
+    await store.forget("agent:a:1")
+    assert await store.once("agent:a:1", 60) is True
+    await store.heartbeat("alice", {"teams": ["general"]}, 100.0)
+    assert (await store.presence())["alice"] == 100.0
+    await store.leave("alice")
+    assert "alice" not in await store.presence()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -164,12 +164,17 @@ async def on_takeover(conn: AgentSocket, frame: dict[str, Any]) -> None:
     await conn.show(sid, lambda: conn.runtime.handoffs.take_over(conn.account, sid, conn.account))
 
 
-async def on_reassign(conn: AgentSocket, frame: dict[str, Any]) -> None:
-    sid = _session(frame)
-    username = frame.get("agent")
+async def _agent(conn: AgentSocket, username: object) -> Account:
+    """The account a frame names, or bad_agent."""
     to = await conn.runtime.handoffs.account(username) if isinstance(username, str) else None
     if to is None:
         raise ProtocolError("bad_agent", f"no agent '{str(username)[:32]}'")
+    return to
+
+
+async def on_reassign(conn: AgentSocket, frame: dict[str, Any]) -> None:
+    sid = _session(frame)
+    to = await _agent(conn, frame.get("agent"))
     await conn.runtime.handoffs.take_over(conn.account, sid, to)
 
 
@@ -199,13 +204,11 @@ async def on_ticket_update(conn: AgentSocket, frame: dict[str, Any]) -> None:
     status = frame.get("status")
     if status not in (None, "open", "done"):
         raise ProtocolError("bad_frame", "status is open or done")
-    assignee: str | bool | None = False
-    if "assignee" in frame:
-        assignee = frame["assignee"]
-        if assignee is not None and (
-            not isinstance(assignee, str) or await conn.runtime.handoffs.account(assignee) is None
-        ):
-            raise ProtocolError("bad_agent", f"no agent '{str(assignee)[:32]}'")
+    assignee: Account | Literal[False] | None = False
+    if frame.get("assignee") is not None:
+        assignee = await _agent(conn, frame["assignee"])
+    elif "assignee" in frame:
+        assignee = None
     ticket = await conn.runtime.handoffs.update_ticket(conn.account, key, status, assignee)
     await conn.send(frames.ticket(ticket, frame_id(frame)))
 

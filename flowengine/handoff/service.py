@@ -174,25 +174,24 @@ class HandoffService:
 
     async def cancel(self, sid: str) -> None:
         """The shopper left the queue or the chat (started over)."""
-        for status in ("queued", "assigned"):  # which it was decides whether the line moved
-            record = await self.store.transition(
-                sid,
-                (status,),
-                {"status": "closed", "outcome": "cancelled", "closed_at": self.clock()},
-                None,
-                self.ttl,
-            )
-            if record is not None:
-                await self.sessions.append(sid, [frames.handoff_closed("shopper")])
-                if status == "queued":
-                    await self._line_moved(record["team"], left=record.get("score"))
-                return
+        record = await self.store.transition(
+            sid,
+            ("queued", "assigned"),
+            {"status": "closed", "outcome": "cancelled", "closed_at": self.clock()},
+            None,
+            self.ttl,
+        )
+        if record is not None:
+            await self.sessions.append(sid, [frames.handoff_closed("shopper")])
+            if record.get("agent") is None:  # it was waiting (a held chat has its agent)
+                await self._line_moved(record["team"], left=record.get("score"))
 
     async def forward(self, sid: str, effect: m.ForwardToAgent) -> None:
-        """The shopper wrote to the person: the text is in the transcript agents follow; the
-        queue's preview shows it."""
+        """The shopper wrote to the person: the text is in the transcript agents follow. While
+        nobody has the chat yet, the queue's preview shows it (a held chat's agent reads the
+        transcript: no write for each message of a live chat)."""
         await self.store.transition(
-            sid, ("queued", "assigned"), {"preview": effect.text[:PREVIEW]}, None, self.ttl
+            sid, ("queued",), {"preview": effect.text[:PREVIEW]}, None, self.ttl
         )
 
     async def emit(self, event: str, data: dict[str, Any]) -> None:
@@ -450,7 +449,13 @@ class HandoffService:
         for username, seen in (await self.store.presence()).items():
             if now - seen < self.config.presence_grace:
                 continue
-            for record in await self.store.agent_chats(username):
+            held = await self.store.agent_chats(username)
+            if not held:
+                # Nothing (left) to requeue: forget them, so neither this sweep nor an admin's
+                # queue looks at them every second from now on (a login brings them back).
+                await self.store.leave(username)
+                continue
+            for record in held:
                 sid = record["session"]
                 moved = await self.store.transition(
                     sid,
@@ -519,7 +524,7 @@ class HandoffService:
                 q in str(t.get(k) or "").lower() for k in ("email", "number", "ticket_id", "name")
             ):
                 continue
-            out.append({k: v for k, v in t.items() if k != "packet"})
+            out.append(t)
         return out
 
     async def ticket(self, agent: Account, key: str) -> dict[str, Any]:
@@ -531,20 +536,23 @@ class HandoffService:
         return ticket
 
     async def update_ticket(
-        self, agent: Account, key: str, status: str | None, assignee: str | bool | None
+        self,
+        agent: Account,
+        key: str,
+        status: str | None,
+        assignee: Account | Literal[False] | None,
     ) -> dict[str, Any]:
-        """Mark a ticket done or open again, and/or give it to someone (`assignee` False: keep)."""
-        await self.ticket(agent, key)
+        """Mark a ticket done or open again, and/or give it to someone who may open it
+        (`assignee` None: nobody; False: unchanged)."""
+        ticket = await self.ticket(agent, key)
         changes: dict[str, Any] = {"updated_at": self.clock(), "updated_by": agent.username}
         if status is not None:
             changes["status"] = status
             changes["done_at"] = self.clock() if status == "done" else None
         if assignee is not False:
-            if isinstance(assignee, str):
-                to = await self.account(assignee)
-                if to is None or not self._may_see(to, await self.ticket(agent, key)):
-                    raise NotAllowed(key)  # they could not even open it
-            changes["assignee"] = assignee
+            if assignee is not None and not self._may_see(assignee, ticket):
+                raise NotAllowed(key)  # they could not even open it
+            changes["assignee"] = assignee.username if assignee is not None else None
         updated = await self.store.update_ticket(key, changes)
         if updated is None:
             raise NoTicket(key)
@@ -589,20 +597,29 @@ class HandoffService:
         record = await self.store.get_handoff(sid)
         if record is None or record.get("status") != "queued":
             return None
-        waiting = await self.store.queue(record["team"])
-        place = next((i + 1 for i, r in enumerate(waiting) if r["session"] == sid), 0)
+        place = await self._line_moved(record["team"], joined=sid, tell=False)
         return (record["team"], place) if place else None
 
     async def _line_moved(
-        self, team: str, *, joined: str | None = None, left: float | None = None
+        self,
+        team: str,
+        *,
+        joined: str | None = None,
+        left: float | None = None,
+        tell: bool = True,
     ) -> int:
         """Tell those waiting in `team` whose place just changed their new place: the ones
-        behind a chat that `joined` (its sid) or `left` (its score). The newcomer's place."""
+        behind a chat that `joined` (its sid) or `left` (its score). `joined`'s place (0: not
+        waiting); with `tell=False`, only that."""
         place = 0
         for i, r in enumerate(await self.store.queue(team)):
             if r["session"] == joined:
                 place = i + 1
-            elif (joined is not None and place) or (left is not None and r["score"] > left):
+                if not tell:
+                    break
+            elif tell and (
+                (joined is not None and place) or (left is not None and r["score"] > left)
+            ):
                 await self.store.signal(r["session"], {"queue": team, "position": i + 1})
         return place
 

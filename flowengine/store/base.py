@@ -145,7 +145,10 @@ class HandoffStore(Protocol):
     async def online(self, now: float, window: float = 30.0) -> dict[str, dict[str, Any]]: ...
 
     async def presence(self) -> dict[str, float]:
-        """When each agent who ever connected was last seen (a heartbeat)."""
+        """When each agent who has connected was last seen (a heartbeat), until `leave`."""
+
+    async def leave(self, agent: str) -> None:
+        """Forget an agent's presence (gone, holding nothing: no sweep needs to look again)."""
 
     async def once(self, key: str, ttl: float) -> bool:
         """True the first time `key` is seen within `ttl` seconds, on any instance (an agent
@@ -155,12 +158,14 @@ class HandoffStore(Protocol):
         """Let `key` be seen for the first time again (the action failed: a resend may apply)."""
 
     async def put_ticket(self, key: str, ticket: dict[str, Any]) -> None:
-        """Keep a ticket (a left message, a problem report) in the inbox, newest first."""
+        """Keep a ticket (a left message, a problem report) in the inbox, newest first; its
+        `packet` (the conversation, which can be long) is kept apart from the rest."""
 
     async def tickets(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The newest `limit` tickets, newest first."""
+        """The newest `limit` tickets, newest first, without their packets (a list to scan)."""
 
-    async def get_ticket(self, key: str) -> dict[str, Any] | None: ...
+    async def get_ticket(self, key: str) -> dict[str, Any] | None:
+        """One ticket, with its packet."""
 
     async def update_ticket(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         """Apply `changes` to a ticket atomically; the new ticket, or None if there is none."""

@@ -233,6 +233,9 @@ class MemoryStore:
     async def presence(self) -> dict[str, float]:
         return {a: seen for a, (_, seen) in self._presence.items()}
 
+    async def leave(self, agent: str) -> None:
+        self._presence.pop(agent, None)
+
     async def once(self, key: str, ttl: float) -> bool:
         now = self._clock()
         if self._once.get(key, 0.0) > now:
@@ -249,7 +252,8 @@ class MemoryStore:
         self._tickets[key] = copy.deepcopy(ticket)
 
     async def tickets(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return [copy.deepcopy(t) for t in reversed(list(self._tickets.values())[-limit:])]
+        newest = reversed(list(self._tickets.values())[-limit:])
+        return [copy.deepcopy({k: v for k, v in t.items() if k != "packet"}) for t in newest]
 
     async def get_ticket(self, key: str) -> dict[str, Any] | None:
         ticket = self._tickets.get(key)

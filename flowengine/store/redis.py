@@ -11,7 +11,7 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
                     or a JSON signal (typing, a note, a place in line)   (not a key)
     fe:n:@agent:<user>  pub/sub channel: {"logout": token hash | "*"} ends consoles
     fe:{handoff}:*  handoff records, team queues, agents' loads, presence
-    fe:{tickets}:*  the ticket inbox (all, changes, order)         no TTL
+    fe:{tickets}:*  the ticket inbox (all, changes, packets, order)   no TTL
     fe:once:<key>   an agent action id already applied            TTL 24 h
 
 A click is one round trip: the commit script compares the revision, writes the state, appends
@@ -127,8 +127,10 @@ return 1
 """
 
 H = "fe:{handoff}:"
-# The inbox: `all` hash key -> ticket as created (JSON), `changes` hash key -> its changes (JSON),
-# `order` zset key -> created_at. Kept until deleted (no TTL): tickets are the shop's records.
+# The inbox: `all` hash key -> ticket as created, without its packet (JSON), `packets` hash
+# key -> the packet (JSON; read only when one ticket is opened), `changes` hash key -> its
+# changes (JSON), `order` zset key -> created_at. Kept until deleted (no TTL): tickets are the
+# shop's records.
 T = "fe:{tickets}:"
 
 
@@ -479,6 +481,12 @@ class RedisStore:
         seen = await self._call(self._redis.zrange(H + "online", 0, -1, withscores=True))
         return {a: float(t) for a, t in seen}
 
+    async def leave(self, agent: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(H + "online", agent)
+            pipe.hdel(H + "info", agent)
+            await self._call(pipe.execute())
+
     async def once(self, key: str, ttl: float) -> bool:
         first = await self._call(self._redis.set("fe:once:" + key, 1, px=int(ttl * 1000), nx=True))
         return bool(first)
@@ -487,8 +495,10 @@ class RedisStore:
         await self._call(self._redis.delete("fe:once:" + key))
 
     async def put_ticket(self, key: str, ticket: dict[str, Any]) -> None:
+        summary = {k: v for k, v in ticket.items() if k != "packet"}
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(T + "all", key, json.dumps(ticket, ensure_ascii=False))
+            pipe.hset(T + "all", key, json.dumps(summary, ensure_ascii=False))
+            pipe.hset(T + "packets", key, json.dumps(ticket.get("packet"), ensure_ascii=False))
             pipe.zadd(T + "order", {key: float(ticket.get("created_at", 0))})
             await self._call(pipe.execute())
 
@@ -513,7 +523,10 @@ class RedisStore:
 
     async def get_ticket(self, key: str) -> dict[str, Any] | None:
         found = await self._merged([key])
-        return found[0] if found else None
+        if not found:
+            return None
+        packet = await self._call(self._redis.hget(T + "packets", key))
+        return {**found[0], "packet": json.loads(packet) if packet else None}
 
     async def update_ticket(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         done = await self._call(
