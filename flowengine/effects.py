@@ -3,7 +3,9 @@
 Every shell uses it: `flowengine serve` (sessions over the store), `flowengine chat` and
 `flowengine test` (a conversation in this process). Only the ports differ:
 
-* `ActionPort` runs `CallAction` (the order backend, or one that fails on purpose in tests);
+* `ActionPort` runs `CallAction` (the order backend, or one that fails on purpose in tests),
+  told the client's address when the shell knows it (the order-check throttle counts by it;
+  the engine never sees it);
 * `HandoffPort` takes `RequestHandoff`, `CancelHandoff` and `ForwardToAgent` (the live queue in
   the server; a recorder in a terminal or a test, where the test itself plays the agent);
 * `feed` applies the engine to the session's current state, wherever it lives, and returns the
@@ -29,7 +31,7 @@ MAX_CHAINED_EFFECTS = 50  # a flow cannot call actions for ever (the validator's
 
 
 class ActionPort(Protocol):
-    async def perform(self, call: m.CallAction) -> m.ActionResult: ...
+    async def perform(self, call: m.CallAction, address: str | None = None) -> m.ActionResult: ...
 
 
 class HandoffPort(Protocol):
@@ -56,19 +58,24 @@ class EffectRunner:
         self.actions = actions
         self.handoffs = handoffs
 
-    async def run(self, sid: str, effects: Iterable[m.Effect], feed: Feed) -> None:
-        """Run `effects` in order, and the effects their outcomes cause, until none is left."""
+    async def run(
+        self, sid: str, effects: Iterable[m.Effect], feed: Feed, address: str | None = None
+    ) -> None:
+        """Run `effects` in order, and the effects their outcomes cause, until none is left.
+        `address`: the client whose action caused them (None: not a client's, or unknown)."""
         queue: deque[m.Effect] = deque(effects)
         for _ in range(MAX_CHAINED_EFFECTS):
             if not queue:
                 return
-            queue.extend(await self.run_one(sid, queue.popleft(), feed))
+            queue.extend(await self.run_one(sid, queue.popleft(), feed, address))
         raise RuntimeError(f"more than {MAX_CHAINED_EFFECTS} chained effects")
 
-    async def run_one(self, sid: str, effect: m.Effect, feed: Feed) -> tuple[m.Effect, ...]:
+    async def run_one(
+        self, sid: str, effect: m.Effect, feed: Feed, address: str | None = None
+    ) -> tuple[m.Effect, ...]:
         match effect:
             case m.CallAction():
-                result = await self.actions.perform(effect)
+                result = await self.actions.perform(effect, address)
                 spec = ACTIONS.get(effect.action)
                 if spec is not None and spec.emits is not None and result.outcome == "ok":
                     event, key = spec.emits

@@ -21,6 +21,7 @@ import uvicorn
 
 from flowengine.server.app import create_app
 from flowengine.server.config import ServerConfig
+from flowengine.server.http_limits import header_timeout_protocol
 from flowengine.server.runtime import Runtime
 from tests.redis_server import free_port
 from tests.server_process import Listening
@@ -47,8 +48,11 @@ class AppServer(Listening):
         clock: Callable[[], float] = time.time,
         *,
         port: int | None = None,
+        forwarded_allow_ips: str | None = None,
     ) -> None:
-        """`port`: a given one (a restarted server where the last one was), else a free one."""
+        """`port`: a given one (a restarted server where the last one was), else a free one.
+        `forwarded_allow_ips`: the proxies whose X-Forwarded-For is believed, as `serve
+        --forwarded-allow-ips` (default: uvicorn's, this machine)."""
         self.port = port or free_port()
         self.app = create_app(config, clock)
         self.runtime: Runtime = self.app.state.runtime
@@ -62,6 +66,11 @@ class AppServer(Listening):
                 lifespan="on",
                 log_level="warning",
                 timeout_graceful_shutdown=5,  # as `serve`: a stuck socket cannot hang a test
+                # The HTTP edge as `serve` has it: the header deadline, the keep-alive, proxies.
+                http=header_timeout_protocol(config.header_timeout),
+                timeout_keep_alive=config.keep_alive_timeout,
+                proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips,
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -55,7 +55,9 @@ def server() -> Iterator[ServerProcess]:
     """`flowengine serve` as a real process, with the shipped flows, shared by a module."""
     from tests.server_process import ServerProcess
 
-    proc = ServerProcess().start()
+    # Every shopper of a module's tests comes from 127.0.0.1: lift the budget of new sessions
+    # per address (tests/security/test_flood.py tests it).
+    proc = ServerProcess("--new-sessions-per-minute", "100000").start()
     yield proc
     proc.stop()
 

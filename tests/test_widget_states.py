@@ -58,7 +58,9 @@ ENGLISH = {
     "already_with_agent": "You've already asked for a person. Please wait a moment.",
     "conversation_ended": "This conversation has ended. Start over any time.",
     "rate_limited": "You're sending messages too quickly. Please wait a moment.",
+    "flooding": "You're sending messages too quickly. Please wait a moment.",
     "store_unavailable": "The service is briefly unavailable. Please try again in a moment.",
+    "too_many_sessions": "The service is briefly unavailable. Please try again in a moment.",
     "session_expired": "Your previous conversation expired, so here is a new one.",
     "flow_gone": "This conversation can't continue. Please start over.",
 }

@@ -318,7 +318,8 @@
     expected_choice: "pick", expected_text: "typeit", unknown_option: "stale",
     text_too_long: "toolong", frame_too_large: "toolong", busy: "busy", with_agent: "withagent",
     already_with_agent: "asked", conversation_ended: "ended", rate_limited: "slow",
-    store_unavailable: "unavailable", session_expired: "expired", flow_gone: "gone"
+    flooding: "slow", store_unavailable: "unavailable", too_many_sessions: "unavailable",
+    session_expired: "expired", flow_gone: "gone"
   };
   // Why nobody could take the chat (handoff offline `reason`) -> a line above.
   var OFFLINE = { no_agent: "offline", closed: "outofhours", timeout: "notintime" };

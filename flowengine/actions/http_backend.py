@@ -47,32 +47,44 @@ class HttpBackend:
         await self._client.aclose()
 
     async def _request(
-        self, method: str, path: str, body: Any = None, missing_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        missing_ok: bool = False,
+        route: str | None = None,
     ) -> dict[str, Any] | None:
+        """`route`: the path as errors (and so logs) name it, without the order number."""
+        where = f"{method} {route or path}"
         try:
             response = await self._client.request(method, path, json=body)
         except httpx.TimeoutException as exc:
-            raise BackendError(f"order API timed out on {method} {path}") from exc
+            raise BackendError(f"order API timed out on {where}") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"order API unreachable: {type(exc).__name__}") from exc
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 300:
-            raise BackendError(f"order API answered {response.status_code} on {method} {path}")
+            raise BackendError(f"order API answered {response.status_code} on {where}")
         try:
             data = response.json()
         except ValueError as exc:
-            raise BackendError(f"order API sent invalid JSON on {method} {path}") from exc
+            raise BackendError(f"order API sent invalid JSON on {where}") from exc
         if not isinstance(data, dict):
             raise BackendError(f"order API sent {type(data).__name__}, not an object")
         return data
 
     async def get_order(self, number: str) -> dict[str, Any] | None:
-        return await self._request("GET", f"/orders/{quote(number, safe='')}", missing_ok=True)
+        return await self._request(
+            "GET", f"/orders/{quote(number, safe='')}", missing_ok=True, route="/orders/{number}"
+        )
 
     async def cancel_order(self, number: str, reason: str | None) -> dict[str, Any]:
         data = await self._request(
-            "POST", f"/orders/{quote(number, safe='')}/cancel", {"reason": reason}
+            "POST",
+            f"/orders/{quote(number, safe='')}/cancel",
+            {"reason": reason},
+            route="/orders/{number}/cancel",
         )
         assert data is not None
         return data

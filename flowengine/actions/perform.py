@@ -30,7 +30,8 @@ class BackendActions:
         self.today = today
         self.registry = registry
 
-    async def perform(self, call: m.CallAction) -> m.ActionResult:
+    async def perform(self, call: m.CallAction, address: str | None = None) -> m.ActionResult:
+        """Run `call`; `address` (the client's, when known) is for the throttle around this."""
         spec = self.registry.get(call.action)
         if spec is None:
             log.error("unknown action %s", call.action)
@@ -51,15 +52,21 @@ class BackendActions:
         return m.ActionResult(call.call_id, outcome.outcome, outcome.data)
 
 
+THROTTLED = ":throttled"  # `orders.lookup:throttled` in `failing`: answer as the throttle does
+
+
 class FailingActions:
     """Answers the named actions with the error exit, as an order system that is down would
-    (conversation tests' `failing_actions`); the rest go to `inner`."""
+    (conversation tests' `failing_actions`), and those named with the suffix `:throttled` as
+    the order-check throttle does (`throttled_actions`); the rest go to `inner`."""
 
     def __init__(self, inner: BackendActions, failing: frozenset[str]) -> None:
         self.inner = inner
         self.failing = failing
 
-    async def perform(self, call: m.CallAction) -> m.ActionResult:
+    async def perform(self, call: m.CallAction, address: str | None = None) -> m.ActionResult:
         if call.action in self.failing:
             return m.ActionResult(call.call_id, "error", {"reason": "backend"})
-        return await self.inner.perform(call)
+        if call.action + THROTTLED in self.failing:
+            return m.ActionResult(call.call_id, "throttled", None)
+        return await self.inner.perform(call, address)

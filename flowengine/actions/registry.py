@@ -23,6 +23,9 @@ class ActionSpec:
     optional: frozenset[str]
     run: ActionFunction
     has_not_found: bool = True  # can it answer `not_found` (else only ok / error)?
+    # Does it check `number` against `email`? Its `not_found` is then a failed verification,
+    # counted by the lookup throttle (actions/throttle.py), which can answer `throttled`.
+    verifies: bool = False
     # The webhook an `ok` result sends: (event, the key its result goes under), docs/handoff.md.
     emits: tuple[str, str] | None = None
 
@@ -38,6 +41,7 @@ def _spec(
     run: ActionFunction,
     *,
     has_not_found: bool = True,
+    verifies: bool = False,
     emits: tuple[str, str] | None = None,
 ) -> ActionSpec:
     return ActionSpec(
@@ -46,6 +50,7 @@ def _spec(
         frozenset(optional.split()),
         run,
         has_not_found,
+        verifies,
         emits,
     )
 
@@ -54,10 +59,16 @@ def _spec(
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
-        _spec("orders.lookup", "number email", "", orders.lookup),
-        _spec("orders.cancel", "number email", "reason", orders.cancel),
-        _spec("returns.check", "number email", "", orders.check_return),
-        _spec("returns.create", "number email reason method", "sku", orders.create_return),
+        _spec("orders.lookup", "number email", "", orders.lookup, verifies=True),
+        _spec("orders.cancel", "number email", "reason", orders.cancel, verifies=True),
+        _spec("returns.check", "number email", "", orders.check_return, verifies=True),
+        _spec(
+            "returns.create",
+            "number email reason method",
+            "sku",
+            orders.create_return,
+            verifies=True,
+        ),
         _spec(
             "tickets.create",
             "kind details",

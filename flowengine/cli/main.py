@@ -156,6 +156,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..server.http_limits import HeaderTimeoutProtocol
+
     result = load_project([args.flows])
     if not result.ok:
         print(result.render(include_warnings=False), file=sys.stderr)
@@ -189,10 +191,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ip_rate": args.ip_rate,
         "ip_burst": max(int(args.ip_rate * 2), 1),
         "max_sockets_per_ip": args.max_sockets_per_ip,
+        "new_sessions_per_minute": args.new_sessions_per_minute,
         "static_dir": args.widget_dir,
         "handoff_config": args.handoff_config,
         "agents_file": args.agents_file,
+        "header_timeout": args.header_timeout,
+        "keep_alive_timeout": args.keep_alive_timeout,
     }
+    if args.header_timeout <= 0 or args.keep_alive_timeout <= 0:
+        print("--header-timeout and --keep-alive-timeout are seconds above 0", file=sys.stderr)
+        return 2
+    # Proxies whose X-Forwarded-For names the client (the per-address limits count that one).
+    # None: uvicorn's own FORWARDED_ALLOW_IPS, else this machine only.
+    forwarded_allow_ips = (
+        args.forwarded_allow_ips or os.environ.get("FLOWENGINE_FORWARDED_ALLOW_IPS") or None
+    )
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
         "flowengine.server.app:app_from_env",
@@ -206,7 +219,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # error frame instead of a dropped connection.
         ws_max_size=1024 * 1024,
         log_level=args.log_level,
+        # h11 (uvicorn's choice without httptools), with a deadline for request headers; the
+        # workers read it from FLOWENGINE_SERVER_CONFIG.
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=args.keep_alive_timeout,
         proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
         # On SIGTERM sockets are told to go (1012: clients reconnect, to another instance);
         # a handler still busy after this long is cancelled, so a stop never hangs.
         timeout_graceful_shutdown=10,
@@ -335,6 +353,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=50,
         help="open sockets one client IP may hold (default 50)",
+    )
+    p.add_argument(
+        "--new-sessions-per-minute",
+        type=float,
+        default=30.0,
+        help="new conversations one client IP may start a minute (default 30)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="LIST",
+        help="comma-separated proxy addresses or networks whose X-Forwarded-For is trusted, "
+        "or * (env FLOWENGINE_FORWARDED_ALLOW_IPS or FORWARDED_ALLOW_IPS); "
+        "default: 127.0.0.1,::1",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a request's headers; then it is disconnected "
+        "(default 10)",
+    )
+    p.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=5,
+        help="seconds an idle kept-alive HTTP connection stays open; behind a load balancer, "
+        "more than its idle timeout (default 5)",
     )
     p.add_argument("--log-level", default="info")
     _flows_arg(p)

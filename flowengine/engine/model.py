@@ -140,7 +140,8 @@ class Restart:
 @dataclass(frozen=True, slots=True)
 class ActionResult:
     call_id: str
-    outcome: Literal["ok", "not_found", "error"]
+    # `throttled`: the shell refused an order check (too many failed ones, actions/throttle.py).
+    outcome: Literal["ok", "not_found", "error", "throttled"]
     data: Any = None
 
 

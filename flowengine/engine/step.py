@@ -492,7 +492,9 @@ class _Run:
             self.follow("next")
         elif event.outcome == "not_found":
             self.follow("not_found")
-        else:
+        elif event.outcome == "throttled" and "throttled" in step.edges:
+            self.follow("throttled")
+        else:  # an error, or a throttle the step has no exit for (the compiler gives one)
             self.follow("error")
 
     def ask_for_person(self) -> None:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import frames
-from ..server.connection import Follower, accept
-from ..server.guard import TokenBucket
+from ..server.connection import Follower, accept, hang_up
+from ..server.guard import FrameGate, TokenBucket, Verdict, frame_id_of, too_large
 from ..server.protocol import MAX_TEXT, ProtocolError, decode, frame_id
 from ..server.runtime import Runtime
 from ..server.sessions import SessionGone
@@ -47,7 +47,7 @@ ACTION_ID_TTL = 24 * 3600.0  # how long a resent action id is recognised as alre
 
 class AgentSocket(Follower):
     def __init__(self, ws: WebSocket, runtime: Runtime, account: Account, token: str) -> None:
-        super().__init__(ws, runtime.store)
+        super().__init__(ws, runtime.store, runtime.config.send_timeout)
         self.runtime = runtime
         self.account = account
         self.token = token
@@ -301,8 +301,17 @@ async def _authenticate(ws: WebSocket, runtime: Runtime) -> tuple[Account, str] 
 
 async def agent_socket(ws: WebSocket) -> None:
     runtime: Runtime = ws.app.state.runtime
-    if not await accept(ws, runtime.config):
+    ip = ws.client.host if ws.client else "-"
+    if not await accept(ws, runtime.config, lambda: runtime.agent_limits.open(ip)):
+        runtime.metrics.refused.labels("agent", "socket_refused").inc()
         return
+    try:
+        await _agent_socket(ws, runtime, ip)
+    finally:
+        runtime.agent_limits.close(ip)
+
+
+async def _agent_socket(ws: WebSocket, runtime: Runtime, ip: str) -> None:
     login = await _authenticate(ws, runtime)
     conn = AgentSocket(ws, runtime, *login) if login is not None else None
     if conn is None:
@@ -316,8 +325,8 @@ async def agent_socket(ws: WebSocket) -> None:
     await runtime.hub.attach(logins(username), conn)
     ticker = asyncio.create_task(_tick(conn))
     try:
-        await _converse(conn)
-    except (WebSocketDisconnect, RuntimeError):
+        await _converse(conn, ip)
+    except (WebSocketDisconnect, RuntimeError, _Flooded):
         pass  # gone (RuntimeError: starlette's "not connected" when it went mid-receive)
     finally:
         conn.closed = True
@@ -368,22 +377,49 @@ async def _act(
         await conn.send(frames.agent_ack(action_id))
 
 
-async def _converse(conn: AgentSocket) -> None:
-    limit = conn.runtime.config.max_frame_bytes
-    bucket = TokenBucket(AGENT_RATE, AGENT_BURST)
+class _Flooded(Exception):
+    """The socket was closed for sending far over its rate."""
+
+
+async def _refuse(conn: AgentSocket, verdict: Verdict, text: str | None, ip: str) -> None:
+    """A frame over the rate: nothing is parsed, one answer a second, a flood ends it."""
+    runtime = conn.runtime
+    if verdict == "close":
+        runtime.metrics.refused.labels("agent", "flood_closed").inc()
+        runtime.agent_limits.flooded(ip)
+        await conn.send(frames.error("flooding", "too many messages: closed"))
+        conn.closed = True
+        await hang_up(conn.ws, 1008)
+        raise _Flooded()
+    runtime.metrics.refused.labels("agent", "frame_dropped").inc()
+    if verdict == "answer":
+        frame_id = frame_id_of(text, runtime.config.max_frame_bytes) if text else None
+        await conn.send(frames.error("rate_limited", "too many messages; slow down", frame_id))
+
+
+async def _converse(conn: AgentSocket, ip: str) -> None:
+    config = conn.runtime.config
+    limit = config.max_frame_bytes
+    gate = FrameGate(
+        TokenBucket(AGENT_RATE, AGENT_BURST),
+        lambda: conn.runtime.agent_limits.take(ip),
+        config.flood_close_after,
+    )
     while True:
         message = await conn.ws.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         text = message.get("text")
+        verdict = gate.admit()
+        if verdict != "pass":
+            await _refuse(conn, verdict, text, ip)
+            continue
         action_id = None
         try:
             if text is None:
                 raise ProtocolError("bad_frame", "frames are JSON text, not binary")
-            if len(text.encode("utf-8", "surrogatepass")) > limit:
+            if too_large(text, limit):
                 raise ProtocolError("frame_too_large", f"frames are limited to {limit} bytes")
-            if not bucket.take():
-                raise ProtocolError("rate_limited", "too many messages; slow down")
             frame = decode(text)
             action_id = frame_id(frame)
             handler = HANDLERS.get(frame["type"])

@@ -88,14 +88,14 @@ class _Lowering:
         good: dict[str, str] = {}
         for locale, source in items.items():
             try:
-                template(source)
+                template(source).check()
                 good[locale] = source
             except TemplateProblem as exc:
                 self.error(
                     "E113",
                     f"template error: {exc}",
                     path if locale == "*" else (*path, locale),
-                    hint="write variables as {{ name }} and conditions as {% if ... %}",
+                    hint=exc.hint or "write variables as {{ name }} and conditions as {% if ... %}",
                 )
         return Text.of(good or "")
 
@@ -105,20 +105,20 @@ class _Lowering:
         if not isinstance(value, str):
             return value
         try:
-            return template_value(value) if native else template(value)
+            return (template_value(value) if native else template(value)).check()
         except TemplateProblem as exc:
-            self.error("E113", f"template error: {exc}", path)
+            self.error("E113", f"template error: {exc}", path, hint=exc.hint)
             return template("")
 
     def expression(self, source: str, path: Path) -> Expression | None:
         try:
-            return expression(source)
+            return expression(source).check()
         except TemplateProblem as exc:
             self.error(
                 "E113",
                 f"expression error: {exc}",
                 path,
-                hint="write conditions like order.status == 'shipped'",
+                hint=exc.hint or "write conditions like order.status == 'shipped'",
             )
             return None
 
@@ -255,6 +255,10 @@ class _Lowering:
             self.connect(
                 step, "not_found", self.target_field(raw, "on_not_found", path) or on_error
             )
+            on_throttled = self.target_field(raw, "on_throttled", path)
+            spec = self.actions.get(raw["call"])
+            if on_throttled is not None or (spec is not None and spec.verifies):
+                self.connect(step, "throttled", on_throttled or on_error)
             self.connect(step, "error", on_error)
         elif kind == "handoff":
             for field in ("on_offline", "on_timeout"):
@@ -344,7 +348,7 @@ class _Lowering:
                 label = c.get("label", str(c["value"]))
                 step.choices.append(ir.Choice(str(c["value"]), self.text(label, (*cpath, "label"))))
             else:
-                step.choices.append(ir.Choice(str(c), Text.of(str(c))))
+                step.choices.append(ir.Choice(str(c), self.text(str(c), cpath)))
         if "choices_from" in raw:
             cf = raw["choices_from"]
             cpath = (*path, "choices_from")

@@ -1,9 +1,13 @@
 """Templates (`{{ order.status }}`) and conditions (`order.total > 50`), run in a sandbox.
 
 Jinja2's ImmutableSandboxedEnvironment: no attribute access to Python internals, no mutation of
-values, no `eval`. We add what the sandbox lacks against hostile input: `*` and `**` are
-intercepted so `'x' * 10**9` cannot allocate gigabytes, ranges are small, and rendered text is cut
-at a fixed length. Shopper text is only ever *data* passed to a template, never compiled as one.
+values, no `eval`. We add what the sandbox lacks against hostile input: every operation that can
+turn a short expression into a huge value is bounded *before* it runs (`*` repetition, `**`,
+`%` and `str.format` widths, `join`'s separator, `sum` of non-numbers), there is no `range`, and
+rendered text is cut at MAX_RENDERED characters. A bound that trips raises SecurityError: a
+render shows nothing for that text instead of stopping the conversation, and an expression that
+reads no variable (`'%0300000000d' % 1`) is run once at load time so the author hears of it then.
+Shopper text is only ever *data* passed to a template, never compiled as one.
 
 Templates are compiled once, when a flow is loaded; the engine only renders them.
 """
@@ -12,17 +16,23 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+import string
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, meta, nodes
+from jinja2 import ChainableUndefined, meta, nodes, pass_environment, pass_eval_context
+from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-MAX_RENDERED = 4000
-MAX_SEQUENCE = 10_000
-MAX_POWER = 10**12
+# The limits (docs/flow-language.md, "Limits in templates"). The largest shipped message is under
+# 600 bytes; 4,000 characters of Thai are 12 KB, which still fits the widget's 16 KiB frames.
+MAX_RENDERED = 4000  # characters of any rendered text or computed string value
+MAX_SEQUENCE = 10_000  # characters or items a repetition or a `join` separator may build
+MAX_POWER = 10**12  # largest result of `**`
+MAX_WIDTH = 100  # largest width or precision in a `%` or `str.format` format
 
 
 class _SilentUndefined(ChainableUndefined):
@@ -95,13 +105,14 @@ SAFE_STATEMENTS = (nodes.Output, nodes.If, nodes.TemplateData)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters = {k: v for k, v in self.filters.items() if k in SAFE_FILTERS}
+        self.filters.update(join=_join, sum=_sum)
         self.tests = dict(self.tests)
-        self.globals = {}
+        self.globals = {}  # no range, lipsum, cycler, joiner, namespace, dict
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Flow data is JSON: `order.items` means the key "items", not dict.items().
@@ -125,12 +136,108 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 too_long = (
                     isinstance(seq, str | list | tuple)
                     and isinstance(n, int)
-                    and (len(seq) * max(n, 0) > MAX_SEQUENCE)
+                    and (_size(seq) * max(n, 0) > MAX_SEQUENCE)
                 )
                 if too_long:
-                    raise SecurityError("repetition is too large")
+                    raise SecurityError(
+                        f"repetition is too large (at most {MAX_SEQUENCE:,} characters or items)"
+                    )
             return operator.mul(left, right)
+        if operator_ == "%" and isinstance(left, str):
+            _check_printf(left)
         return super().call_binop(context, operator_, left, right)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`'...'.format` and `.format_map`, refused before they run when a width is too wide."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format(value.__self__)
+        return wrapped
+
+
+def _size(seq: str | list[Any] | tuple[Any, ...]) -> int:
+    """Characters of a string; for a list, its items, nested ones and characters included, each
+    item at least 1 (so `[[]] * n` counts n). Counting stops once it passes MAX_SEQUENCE."""
+    if isinstance(seq, str):
+        return len(seq)
+    total = 0
+    pending: list[Any] = list(seq)
+    while pending and total <= MAX_SEQUENCE:
+        item = pending.pop()
+        if isinstance(item, list | tuple | dict) and item:
+            pending.extend(item.items() if isinstance(item, dict) else item)
+        else:
+            total += max(len(item), 1) if isinstance(item, str) else 1
+    return total
+
+
+def _check_width(number: str | None) -> None:
+    if number == "*":
+        raise SecurityError("a format width taken from a value ('%*d') is not allowed")
+    digits = (number or "").lstrip("0")  # compared as text first: int() refuses 4,300 digits
+    if len(digits) > len(str(MAX_WIDTH)) or (digits and int(digits) > MAX_WIDTH):
+        shown = digits if len(digits) <= 12 else digits[:12] + "…"
+        raise SecurityError(f"format width or precision {shown} is over the limit of {MAX_WIDTH}")
+
+
+# After `%` and an optional `(key)`: flags, width, precision (printf-style, as CPython reads it).
+_PRINTF_SPEC = re.compile(r"[-+ #0]*(\*|\d*)(?:\.(\*|\d*))?")
+
+
+def _check_printf(fmt: str) -> None:
+    """Refuse `fmt % values` whose widths or precisions are over MAX_WIDTH, before it runs."""
+    i = fmt.find("%")
+    while i >= 0:
+        i += 1
+        if fmt.startswith("(", i):  # a mapping key; its parentheses may nest
+            depth = 0
+            while i < len(fmt):
+                depth += {"(": 1, ")": -1}.get(fmt[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+        spec = _PRINTF_SPEC.match(fmt, i)
+        assert spec is not None  # every part of the pattern is optional
+        for number in spec.groups():
+            _check_width(number)
+        i = fmt.find("%", spec.end() + 1)  # past the conversion character (`%%` included)
+
+
+def _check_format(fmt: str) -> None:
+    """Refuse `fmt.format(...)` whose widths or precisions are over MAX_WIDTH, before it runs."""
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # a malformed format: `.format` raises the same error when it runs
+    for _, name, spec, _ in fields:
+        if name is None or not spec:
+            continue
+        if "{" in spec:
+            raise SecurityError("a format width taken from a value ('{:{}}') is not allowed")
+        for number in re.findall(r"\d+", spec):
+            _check_width(number)
+
+
+@pass_eval_context
+def _join(
+    eval_ctx: nodes.EvalContext, value: Iterable[Any], d: str = "", attribute: Any = None
+) -> str:
+    """Jinja's `join`, refusing a separator repeated into more than MAX_SEQUENCE characters."""
+    items = list(value)
+    if len(str(d)) * max(len(items) - 1, 0) > MAX_SEQUENCE:
+        raise SecurityError(f"join would build more than {MAX_SEQUENCE:,} characters of separator")
+    joined: str = FILTERS["join"](eval_ctx, items, d, attribute)
+    return joined
+
+
+@pass_environment
+def _sum(
+    environment: Environment, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
+) -> Any:
+    """Jinja's `sum`, for numbers only: adding lists or strings one by one takes quadratic time."""
+    if not isinstance(start, int | float):
+        raise SecurityError("sum adds numbers")
+    return FILTERS["sum"](environment, iterable, attribute, start)
 
 
 def _small_power(left: Any, right: Any) -> bool:
@@ -164,11 +271,18 @@ MARKUP_ENV = ENV.overlay(finalize=escape_markup)
 
 
 class TemplateProblem(ValueError):
-    """A template or condition the author wrote does not parse."""
+    """A template or condition the author wrote does not parse, or can never work."""
 
-    def __init__(self, message: str, line: int = 1) -> None:
+    def __init__(self, message: str, line: int = 1, hint: str | None = None) -> None:
         super().__init__(message)
         self.line = line
+        self.hint = hint
+
+
+LIMITS_HINT = (
+    f"widths and precisions are at most {MAX_WIDTH}, repetitions and `join` separators build at "
+    f"most {MAX_SEQUENCE:,} characters (docs/flow-language.md, 'Limits in templates')"
+)
 
 
 def _root_names(ast: nodes.Template) -> set[str]:
@@ -190,6 +304,61 @@ def _check_node(node: nodes.Node) -> None:
         _check_node(child)
 
 
+# Nodes through which an expression can build a large value.
+_BUILDERS = (nodes.BinExpr, nodes.Filter, nodes.Call, nodes.Getattr, nodes.Getitem)
+# What a run can raise on bad data; a render shows nothing instead.
+_RUN_ERRORS = (
+    TemplateError,
+    ArithmeticError,
+    TypeError,
+    ValueError,
+    LookupError,
+    RecursionError,
+)
+
+
+def _load_problem(ast: nodes.Template) -> TemplateProblem | None:
+    """What `validate` refuses in a template that compiles: a call of a method the sandbox never
+    allows, or a bound that trips on constants alone (`{{ '%0300000000d' % 1 }}`)."""
+    return _method_problem(ast) or _constant_problem(ast)
+
+
+def _method_problem(ast: nodes.Template) -> TemplateProblem | None:
+    """A call of a method the sandbox refuses (`name.center(9)`) could never work: say so."""
+    allowed = SAFE_METHODS | {"format", "format_map"}
+    for call in ast.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Getattr) and call.node.attr not in allowed:
+            return TemplateProblem(
+                f"method '.{call.node.attr}()' is not allowed in flow text",
+                call.lineno,
+                hint="allowed methods: " + ", ".join(sorted(allowed)),
+            )
+    return None
+
+
+def _constant_problem(ast: nodes.Template) -> TemplateProblem | None:
+    """Run each expression that reads no variable once, under the same bounds as a render."""
+    pending: list[nodes.Node] = [ast]
+    while pending:
+        node = pending.pop()
+        constant = (
+            isinstance(node, nodes.Expr)
+            and (isinstance(node, _BUILDERS) or any(node.find_all(_BUILDERS)))
+            and not isinstance(node, nodes.Name)
+            and not any(node.find_all(nodes.Name))
+        )
+        if not constant:
+            pending.extend(node.iter_child_nodes())
+            continue
+        try:
+            ENV.from_string(nodes.Template([nodes.Output([node])], lineno=node.lineno)).render()
+        except SecurityError as exc:
+            return TemplateProblem(str(exc), node.lineno, hint=LIMITS_HINT)
+        except _RUN_ERRORS:
+            pass  # fails on these constants at every render too, and shows nothing
+    return None
+
+
 def _syntax_message(exc: TemplateSyntaxError) -> str:
     message = exc.message or "invalid template"
     # Jinja reports unknown filters as syntax errors at compile time; say which are allowed.
@@ -199,13 +368,19 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
 
 
 class Template:
-    """A compiled text template. Plain text without `{{` or `{%` skips Jinja entirely."""
+    """A compiled text template. Plain text without `{{` or `{%` skips Jinja entirely.
 
-    __slots__ = ("_ast", "_markup", "_render", "names", "source")
+    It compiles when it parses and uses only allowed statements and filters; `check()` also
+    refuses what can only fail (`{{ 'x' * 10**9 }}`), as `validate` does. Either way a render
+    never raises: what trips a bound at run time renders as nothing.
+    """
+
+    __slots__ = ("_ast", "_markup", "_problem", "_render", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._markup: Callable[[Mapping[str, Any]], str] | None = None
+        self._problem: TemplateProblem | None = None
         if "{{" not in source and "{%" not in source:
             self.names: frozenset[str] = frozenset()
             self._render: Callable[[Mapping[str, Any]], str] | None = None
@@ -216,8 +391,15 @@ class Template:
             compiled = ENV.from_string(self._ast)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_syntax_message(exc), exc.lineno) from None
+        self._problem = _load_problem(self._ast)
         self.names = frozenset(_root_names(self._ast))
         self._render = compiled.render
+
+    def check(self) -> Template:
+        """Itself, or TemplateProblem when `validate` must refuse it (see `_load_problem`)."""
+        if self._problem is not None:
+            raise TemplateProblem(str(self._problem), self._problem.line, self._problem.hint)
+        return self
 
     def render(self, variables: Mapping[str, Any], *, markup: bool = False) -> str:
         """The text; with `markup`, for bot text: values are escaped for the bot's markup."""
@@ -230,9 +412,9 @@ class Template:
             render = self._markup
         try:
             out = render(variables)
-        except (TemplateError, ArithmeticError, TypeError, ValueError, OverflowError):
-            # Bad data at run time must not stop a conversation: show the template's
-            # plain parts rather than raise.
+        except _RUN_ERRORS:
+            # Bad data or a bound tripped at run time must not stop a conversation: this text
+            # shows nothing rather than raise.
             return ""
         return out[:MAX_RENDERED]
 
@@ -269,7 +451,7 @@ class Expression:
     (`order is defined and ...`), which the unset-variable check uses on the `then` branch.
     """
 
-    __slots__ = ("_eval", "names", "proves", "source")
+    __slots__ = ("_eval", "_problem", "names", "proves", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -278,6 +460,7 @@ class Expression:
             self._eval = ENV.compile_expression(source, undefined_to_none=True)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(_syntax_message(exc), 1) from None
+        self._problem = _load_problem(ast)
         output = ast.body[0]
         assert isinstance(output, nodes.Output)
         proves, only_tested = _guarded_names(output.nodes[0])
@@ -287,19 +470,21 @@ class Expression:
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         try:
-            return self._eval(**variables)
-        except (
-            TemplateError,
-            ArithmeticError,
-            TypeError,
-            ValueError,
-            OverflowError,
-            RecursionError,
-        ):
+            result = self._eval(**variables)
+        except _RUN_ERRORS:
             return None
+        # A computed string is text like any other: cut it as rendered text is cut, so values
+        # built from values (`set: {a: "{{ a ~ a }}"}`) cannot double without end.
+        return result[:MAX_RENDERED] if isinstance(result, str) else result
 
     def truth(self, variables: Mapping[str, Any]) -> bool:
         return bool(self.evaluate(variables))
+
+    def check(self) -> Expression:
+        """Itself, or TemplateProblem when `validate` must refuse it (see `_load_problem`)."""
+        if self._problem is not None:
+            raise TemplateProblem(str(self._problem), 1, self._problem.hint)
+        return self
 
 
 @lru_cache(maxsize=4096)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,6 +24,8 @@ from starlette.routing import Route, WebSocketRoute
 from ..handoff.routes import ROUTES as HANDOFF_ROUTES
 from . import redact
 from .config import ServerConfig
+from .connection import Abortable
+from .http_limits import BodyLimits
 from .runtime import Runtime
 from .shopper_socket import shopper_socket
 
@@ -55,7 +58,12 @@ async def metrics(request: Request) -> Response:
 
 
 async def demo_page(request: Request) -> Response:
-    return _static(request, "demo.html", "text/html; charset=utf-8")
+    response = _static(request, "demo.html", "text/html; charset=utf-8")
+    # No other site may frame the demo page (clickjacking). widget.js has no such headers:
+    # shops load it with a script tag, and a script is not framed.
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 async def widget_js(request: Request) -> Response:
@@ -95,6 +103,12 @@ def create_app(
             Route("/metrics", metrics),
             WebSocketRoute("/ws", shopper_socket),
             *HANDOFF_ROUTES,
+        ],
+        # Inside Starlette's error handling, outside the routes. BodyLimits: a body over the
+        # limit or too slow is answered there (413, 408), whichever route was reading it.
+        middleware=[
+            Middleware(Abortable),
+            Middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout=config.body_timeout),
         ],
         lifespan=lifespan,
     )

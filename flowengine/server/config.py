@@ -28,11 +28,28 @@ class ServerConfig:
     socket_burst: int = 20
     ip_rate: float = 30.0
     ip_burst: int = 60
-    max_sockets_per_ip: int = 50
+    max_sockets_per_ip: int = 50  # each of the shopper and the console sockets
+    # A socket that has had this many frames dropped within 10 s is closed, and its address
+    # may open no socket for `flood_cooldown` seconds.
+    flood_close_after: int = 100
+    flood_cooldown: float = 30.0
+    new_sessions_per_minute: float = 30.0  # per client IP (resumes are not counted)
+    # A session nobody has acted in since it started is kept this long (then `session_ttl`
+    # from its first action): sessions opened only to fill memory go away within the hour.
+    untouched_session_ttl: float = 3600.0
+    # A client that has not read what it was sent for this long is disconnected (what was
+    # waiting for it is dropped), so one that floods and never reads pins no memory.
+    send_timeout: float = 10.0
     redis_max_connections: int = 32
     orders_api: str | None = field(
         default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS_API") or None
     )
+    # Order checks whose number and email do not match (actions/throttle.py): after this many
+    # within the window (from the first), per order number or per client address, further
+    # checks are answered `throttled` without asking the order backend.
+    order_failures_per_order: int = 10
+    order_failures_per_address: int = 30
+    order_failure_window: float = 3600.0
     watch_flows: bool = False
     handoff_config: str | None = "handoff.yaml"  # teams, routing, hours (absent: defaults)
     agents_file: str = "agents.json"  # agent accounts when not on Redis
@@ -40,3 +57,11 @@ class ServerConfig:
         default_factory=lambda: os.environ.get("FLOWENGINE_IDENTITY_SECRET") or None
     )
     static_dir: str | None = None  # defaults to the package's widget/ and demo page
+    # HTTP edge (server/http_limits.py), on every route: a connection whose request headers are
+    # not in within `header_timeout` s (of connecting, or of the next request's first byte) is
+    # closed; one idle between requests for `keep_alive_timeout` s too; a body over
+    # `max_body_bytes` gets 413, one not all there `body_timeout` s after its headers 408.
+    header_timeout: float = 10.0
+    keep_alive_timeout: int = 5
+    body_timeout: float = 10.0
+    max_body_bytes: int = 64 * 1024

@@ -11,11 +11,14 @@ repair.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .. import frames
@@ -32,28 +35,83 @@ async def accept(
     ws: WebSocket, config: ServerConfig, admit: Callable[[], bool] = lambda: True
 ) -> bool:
     """Accept the socket if its Origin may talk to us and `admit` agrees (a per-address socket
-    limit); else refuse it before the handshake (HTTP 403), or close it as "try again later"."""
+    limit, a cool-down after a flood); else refuse it before the handshake: HTTP 403 for the
+    origin, HTTP 429 with Retry-After for the address."""
     origin = ws.headers.get("origin")
     if not origin_allowed(origin, ws.headers.get("host"), config.allowed_origins):
         log.warning("refused a socket from origin %s", origin)
         await ws.close(code=1008)
         return False
     if not admit():
-        await ws.close(code=1013)
+        retry = str(max(1, round(config.flood_cooldown)))
+        await ws.send_denial_response(
+            PlainTextResponse("too many connections", 429, headers={"Retry-After": retry})
+        )
         return False
     await ws.accept()
     return True
 
 
-async def send_frame(ws: WebSocket, frame: frames.Frame) -> bool:
-    """Send one frame; False (and no exception) if the socket is closed or closing."""
+async def send_frame(ws: WebSocket, frame: frames.Frame, timeout: float | None = None) -> bool:
+    """Send one frame; False (and no exception) if the socket is closed or closing, or if the
+    client has not taken it within `timeout` seconds (then the connection is dropped)."""
     if ws.application_state != WebSocketState.CONNECTED:
         return False
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
     try:
-        await ws.send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+        await asyncio.wait_for(ws.send_text(text), timeout)
+    except TimeoutError:
+        log.warning("dropped a client that read nothing for %.0f s", timeout)
+        abort(ws)
+        return False
     except (RuntimeError, OSError, WebSocketDisconnect):
         return False
     return True
+
+
+TRANSPORT = "flowengine.transport"  # where `Abortable` puts the connection's transport
+
+
+def abort(ws: WebSocket) -> None:
+    """Drop the connection now, with whatever is still buffered for it.
+
+    A client that stops reading fills the transport's buffer; from then on every send waits,
+    and a close (which sends a frame, then flushes) would wait for ever too. ASGI has no
+    message for "abort": `Abortable` finds the transport where the server offers it.
+    """
+    transport = ws.scope.get(TRANSPORT)
+    if transport is not None:
+        transport.abort()
+
+
+async def hang_up(ws: WebSocket, code: int, grace: float = 0.5) -> None:
+    """Close on a client that is flooding: the close frame goes out, nothing more is read
+    (a polite close would read and parse its flood for 10 s more, waiting for the reply), and
+    the connection is dropped after `grace` seconds."""
+    with contextlib.suppress(Exception):
+        await ws.close(code=code)
+    transport = ws.scope.get(TRANSPORT)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.pause_reading()
+        asyncio.get_running_loop().call_later(grace, transport.abort)
+
+
+class Abortable:
+    """ASGI middleware, outermost on a socket's way in: puts the connection's transport into
+    the scope, so a socket can be dropped (uvicorn's `send` belongs to its protocol, which
+    holds the transport). On a server without one nothing is added, and `abort` and `hang_up`
+    only close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None and hasattr(transport, "abort"):
+                scope = {**scope, TRANSPORT: transport}
+        await self.app(scope, receive, send)
 
 
 class Follower:
@@ -65,9 +123,10 @@ class Follower:
 
     shopper = False
 
-    def __init__(self, ws: WebSocket, store: Store) -> None:
+    def __init__(self, ws: WebSocket, store: Store, send_timeout: float | None = None) -> None:
         self.ws = ws
         self.store = store
+        self.send_timeout = send_timeout
         self.sent: dict[str, int] = {}  # session -> the last seq sent
         self.lock = asyncio.Lock()
         self.closed = False
@@ -76,7 +135,7 @@ class Follower:
         return event
 
     async def send(self, frame: frames.Frame) -> None:
-        if not self.closed and not await send_frame(self.ws, frame):
+        if not self.closed and not await send_frame(self.ws, frame, self.send_timeout):
             self.closed = True
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:

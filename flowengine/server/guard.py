@@ -1,9 +1,19 @@
-"""What is checked before and while a socket talks: its Origin, and how fast it sends."""
+"""What is checked before and while a socket talks: its Origin, and how fast it sends.
+
+Both sockets (the shopper's and the agent console's) pass every frame through a `FrameGate`
+before anything else looks at it: a frame over the rate is dropped without being parsed or
+answered (only the first drop in a window is answered, so a client learns it was refused), and
+a socket that goes on flooding is closed and its address made to wait before it may open
+another (docs/deployment.md, "Limits and abuse").
+"""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
@@ -50,16 +60,87 @@ class TokenBucket:
         return False
 
 
-class ClientLimits:
-    """Per client IP: a shared frame budget and a cap on open sockets (per process)."""
+Verdict = Literal["pass", "answer", "drop", "close"]
 
-    def __init__(self, rate: float, burst: int, max_sockets: int) -> None:
+ANSWER_EVERY = 1.0  # seconds: at most one rate_limited answer per socket in this long
+FLOOD_WINDOW = 10.0  # seconds over which dropped frames are counted towards closing
+
+
+@dataclass
+class FrameGate:
+    """One socket's frames: `pass` within its own budget and its address's; else `answer`
+    (the first drop in a second: say rate_limited), `drop` (say nothing, parse nothing), or
+    `close` once `flood_limit` frames were dropped within `FLOOD_WINDOW` seconds."""
+
+    own: TokenBucket
+    shared: Callable[[], bool]
+    flood_limit: int
+    _answered: float = -1e18
+    _drops: int = 0
+    _since: float = 0.0
+
+    def admit(self, now: float | None = None) -> Verdict:
+        now = time.monotonic() if now is None else now
+        if self.own.take(now) and self.shared():
+            return "pass"
+        if now - self._since > FLOOD_WINDOW:
+            self._drops, self._since = 0, now
+        self._drops += 1
+        if self._drops >= self.flood_limit:
+            return "close"
+        if now - self._answered >= ANSWER_EVERY:
+            self._answered = now
+            return "answer"
+        return "drop"
+
+
+def frame_id_of(text: str, limit: int) -> str | None:
+    """The `id` of a refused frame, so its refusal can name it (parsed only for an answer)."""
+    if len(text) > limit:
+        return None
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    fid = frame.get("id") if isinstance(frame, dict) else None
+    return fid if isinstance(fid, str) and 0 < len(fid) <= 64 else None
+
+
+def too_large(text: str, limit: int) -> bool:
+    """Whether `text` is over `limit` bytes as UTF-8, without encoding it when the length alone
+    tells (a character is 1 to 4 bytes)."""
+    if len(text) > limit:
+        return True
+    if len(text) * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+class ClientLimits:
+    """Per client IP (per process): a shared frame budget, a cap on open sockets, a budget of
+    new sessions, and a cool-down after one of its sockets was closed for flooding. An address
+    is forgotten when its last socket closes (its new-session budget and cool-down when they
+    run out), so the tables hold only addresses that are here now."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_sockets: int,
+        *,
+        sessions_per_minute: float = 1e9,
+        cooldown: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate, self.burst, self.max_sockets = rate, burst, max_sockets
+        self.sessions_per_minute, self.cooldown, self.clock = sessions_per_minute, cooldown, clock
         self._buckets: dict[str, TokenBucket] = {}
         self._sockets: dict[str, int] = {}
+        self._new_sessions: dict[str, TokenBucket] = {}
+        self._cooling: dict[str, float] = {}  # address -> may open sockets again at
 
     def open(self, ip: str) -> bool:
-        if self._sockets.get(ip, 0) >= self.max_sockets:
+        if self._sockets.get(ip, 0) >= self.max_sockets or self.cooling(ip):
             return False
         self._sockets[ip] = self._sockets.get(ip, 0) + 1
         self._buckets.setdefault(ip, TokenBucket(self.rate, self.burst))
@@ -76,3 +157,35 @@ class ClientLimits:
     def take(self, ip: str) -> bool:
         bucket = self._buckets.get(ip)
         return bucket.take() if bucket is not None else True
+
+    def new_session(self, ip: str) -> bool:
+        """Whether `ip` may start one more session now (resuming one is not counted)."""
+        now = self.clock()
+        if len(self._new_sessions) > 10_000:  # forget the full buckets, which limit no one
+            self._new_sessions = {
+                k: b
+                for k, b in self._new_sessions.items()
+                if 0 <= b.tokens + (now - b.stamp) * b.rate < b.burst
+            }
+        per_second = self.sessions_per_minute / 60
+        bucket = self._new_sessions.setdefault(
+            ip, TokenBucket(per_second, max(1.0, self.sessions_per_minute), stamp=now)
+        )
+        return bucket.take(now)
+
+    def flooded(self, ip: str) -> None:
+        """A socket of `ip` was closed for flooding: refuse its new sockets for a while."""
+        if self.cooldown > 0:
+            now = self.clock()
+            if len(self._cooling) > 10_000:
+                self._cooling = {k: t for k, t in self._cooling.items() if t > now}
+            self._cooling[ip] = now + self.cooldown
+
+    def cooling(self, ip: str) -> bool:
+        until = self._cooling.get(ip)
+        if until is None:
+            return False
+        if self.clock() >= until:
+            del self._cooling[ip]
+            return False
+        return True

@@ -26,6 +26,13 @@ class Metrics:
             "flowengine_store_errors_total", "Store operations that failed", registry=r
         )
         self.sessions = Counter("flowengine_sessions_total", "Sessions opened", ["how"], registry=r)
+        self.refused = Counter(
+            "flowengine_refused_total",
+            "Frames dropped over the rate, sockets closed for flooding or refused at the door, "
+            "new sessions refused, clients dropped for not reading",
+            ["socket", "what"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ from ..actions.demo_backend import DemoBackend
 from ..actions.http_backend import HttpBackend
 from ..actions.orders import OrderBackend
 from ..actions.perform import BackendActions
+from ..actions.throttle import Limits, ThrottledActions
 from ..handoff import config as handoff_config
 from ..handoff.accounts import open_accounts
 from ..handoff.service import HandoffService
@@ -98,14 +99,35 @@ class Runtime:
         )
         self.metrics = Metrics()
         self.analytics = Analytics(self.store)
-        self.limits = ClientLimits(config.ip_rate, config.ip_burst, config.max_sockets_per_ip)
+        # Per client address, on this process: the shoppers' sockets, and the consoles'.
+        self.limits = ClientLimits(
+            config.ip_rate,
+            config.ip_burst,
+            config.max_sockets_per_ip,
+            sessions_per_minute=config.new_sessions_per_minute,
+            cooldown=config.flood_cooldown,
+        )
+        self.agent_limits = ClientLimits(
+            config.ip_rate,
+            config.ip_burst,
+            config.max_sockets_per_ip,
+            cooldown=config.flood_cooldown,
+        )
         self.backend: OrderBackend = (
             HttpBackend(config.orders_api) if config.orders_api else DemoBackend(date.today())
         )
         self.sessions = SessionService(
             self.store,
             self.flows,
-            BackendActions(self.backend),
+            ThrottledActions(
+                BackendActions(self.backend),
+                self.store,
+                Limits(
+                    config.order_failures_per_order,
+                    config.order_failures_per_address,
+                    config.order_failure_window,
+                ),
+            ),
             config,
             self.metrics,
             self.analytics,

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import frames
-from ..actions.perform import BackendActions
-from ..effects import Decide, EffectRunner, HandoffPort
+from ..effects import ActionPort, Decide, EffectRunner, HandoffPort
 from ..engine import model as m
 from ..engine.step import start, step
 from ..store import SessionRecord, Store, StoreUnavailable
@@ -41,6 +40,10 @@ CACHE_SESSIONS = 10_000
 
 class SessionGone(Exception):
     """The session expired or never existed."""
+
+
+class TooManySessions(Exception):
+    """This client address has started too many sessions lately."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class SessionService:
         self,
         store: Store,
         flows: FlowRegistry,
-        actions: BackendActions,
+        actions: ActionPort,
         config: ServerConfig,
         metrics: Metrics,
         analytics: Analytics,
@@ -109,7 +112,9 @@ class SessionService:
         self._runner = EffectRunner(self.actions, handoffs)
 
     # -- opening ---------------------------------------------------------------------------
-    async def open(self, hello: Hello) -> Opened:
+    async def open(self, hello: Hello, may_start: Callable[[], bool] = lambda: True) -> Opened:
+        """Resume the hello's session, or start a new one if `may_start()` allows (a budget of
+        new sessions per client address); else `TooManySessions`, and nothing is stored."""
         if hello.session is not None:
             record = await self.store.load(hello.session)
             if record is not None:
@@ -122,6 +127,8 @@ class SessionService:
                     context = hello.context
                     await self.advance(hello.session, lambda _s: m.SetContext(context), None)
                 return Opened(hello.session, resumed=True, expired=False)
+        if not may_start():
+            raise TooManySessions()
         project = self.flows.current
         assert project is not None, "flows are loaded at startup"
         await self.flows.publish(unless_recent=True)
@@ -135,7 +142,7 @@ class SessionService:
             result.state.to_json(),
             events,
             action_id=None,
-            ttl=self.config.session_ttl,
+            ttl=min(self.config.session_ttl, self.config.untouched_session_ttl),
             now=now,
         )
         if commit.outcome != "ok":  # pragma: no cover - a 144-bit token collided
@@ -250,10 +257,13 @@ class SessionService:
         self._cache.pop(sid, None)
 
     # -- effects ---------------------------------------------------------------------------
-    def run_effects(self, sid: str, effects: tuple[m.Effect, ...]) -> None:
-        """Run what the engine asked for, in the background, after the action is stored."""
+    def run_effects(
+        self, sid: str, effects: tuple[m.Effect, ...], address: str | None = None
+    ) -> None:
+        """Run what the engine asked for, in the background, after the action is stored.
+        `address`: the client whose action it was (the order-check throttle counts by it)."""
         if effects:
-            self.tasks.spawn(self._run(sid, effects))
+            self.tasks.spawn(self._run(sid, effects, address))
 
     def settle(self, sid: str, decide: Decide) -> None:
         """Apply `decide` in the background, then run the effects it causes."""
@@ -267,14 +277,16 @@ class SessionService:
             return
         await self._run(sid, applied.effects)
 
-    async def _run(self, sid: str, effects: tuple[m.Effect, ...]) -> None:
+    async def _run(
+        self, sid: str, effects: tuple[m.Effect, ...], address: str | None = None
+    ) -> None:
         assert self._runner is not None, "use_handoffs() wires the runner"
 
         async def feed(decide: Decide) -> tuple[m.Effect, ...]:
             return (await self.advance(sid, decide, None)).effects
 
         try:
-            await self._runner.run(sid, effects, feed)
+            await self._runner.run(sid, effects, feed, address)
         except (StoreUnavailable, SessionGone) as exc:
             log.warning("effects for a session not applied: %s", exc)
         except Exception:

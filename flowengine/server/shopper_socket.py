@@ -22,12 +22,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import frames
 from ..store import StoreUnavailable
-from .connection import Follower, accept
+from .connection import Follower, accept, hang_up
 from .flows import FlowsUnavailable
-from .guard import TokenBucket
+from .guard import FrameGate, TokenBucket, Verdict, frame_id_of, too_large
 from .protocol import ACTIONS, Hello, ProtocolError, decode, parse_action, parse_hello
 from .runtime import Runtime
-from .sessions import SessionGone
+from .sessions import SessionGone, TooManySessions
 
 log = logging.getLogger("flowengine.ws")
 
@@ -36,10 +36,16 @@ class ShopperSocket(Follower):
     shopper = True
 
     def __init__(self, ws: WebSocket, runtime: Runtime, ip: str) -> None:
-        super().__init__(ws, runtime.store)
+        config = runtime.config
+        super().__init__(ws, runtime.store, config.send_timeout)
         self.runtime = runtime
         self.ip = ip
         self.sid = ""
+        self.gate = FrameGate(
+            TokenBucket(config.socket_rate, config.socket_burst),
+            lambda: runtime.limits.take(ip),
+            config.flood_close_after,
+        )
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
         if payload.get("typing") == "agent":
@@ -56,27 +62,50 @@ class ShopperSocket(Follower):
         await self.error("store_unavailable", message, frame_id)
 
     async def receive(self, timeout: float | None = None) -> str | None:
-        """The next text frame; None (after an error frame) for a binary or oversized one."""
+        """The next text frame within the socket's rate; None for a frame refused (over the
+        rate, binary, oversized), after an error frame where one is due."""
         message = await asyncio.wait_for(self.ws.receive(), timeout)
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         text: str | None = message.get("text")
         limit = self.runtime.config.max_frame_bytes
+        verdict = self.gate.admit()
+        if verdict != "pass":
+            await self.refuse(verdict, text)
+            return None
         if text is None:
             await self.error("bad_frame", "frames are JSON text, not binary")
             return None
-        if len(text.encode("utf-8", "surrogatepass")) > limit:
+        if too_large(text, limit):
             await self.error("frame_too_large", f"frames are limited to {limit} bytes")
             return None
         return text
 
+    async def refuse(self, verdict: Verdict, text: str | None) -> None:
+        """A frame over the rate: nothing is parsed, one answer a second, a flood ends it."""
+        refused = self.runtime.metrics.refused
+        if verdict == "close":
+            refused.labels("shopper", "flood_closed").inc()
+            self.runtime.limits.flooded(self.ip)
+            await self.error("flooding", "too many messages: this connection is closed")
+            await hang_up(self.ws, 1008)
+            raise _Closed()
+        refused.labels("shopper", "frame_dropped").inc()
+        if verdict == "answer":
+            limit = self.runtime.config.max_frame_bytes
+            frame_id = frame_id_of(text, limit) if text is not None else None
+            await self.error("rate_limited", "too many messages; slow down", frame_id)
+
     # -- the handshake ---------------------------------------------------------------------
     async def handshake(self) -> Hello | None:
-        """Wait for a valid hello (errors for anything else); None if it never comes."""
+        """Wait for a valid hello (errors for anything else, within the rate); None if none
+        comes within `hello_timeout` of the socket opening, whatever else arrives."""
         config = self.runtime.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.hello_timeout
         while True:
             try:
-                text = await self.receive(config.hello_timeout)
+                text = await self.receive(max(0.0, deadline - loop.time()))
             except TimeoutError:
                 await self.error("hello_timeout", "send hello first")
                 await self.ws.close(code=1008)
@@ -90,7 +119,16 @@ class ShopperSocket(Follower):
 
     async def open(self, hello: Hello) -> bool:
         try:
-            opened = await self.runtime.sessions.open(hello)
+            opened = await self.runtime.sessions.open(
+                hello, may_start=lambda: self.runtime.limits.new_session(self.ip)
+            )
+        except TooManySessions:
+            self.runtime.metrics.refused.labels("shopper", "session_refused").inc()
+            await self.error(
+                "too_many_sessions", "too many new conversations from here; try again in a minute"
+            )
+            await self.ws.close(code=1013)
+            return False
         except (StoreUnavailable, FlowsUnavailable):
             await self.store_error("the service is briefly unavailable; reconnect")
             await self.ws.close(code=1011)
@@ -111,14 +149,9 @@ class ShopperSocket(Follower):
 
     # -- after the handshake: one frame at a time --------------------------------------------
     async def converse(self) -> None:
-        config = self.runtime.config
-        bucket = TokenBucket(config.socket_rate, config.socket_burst)
         while True:
             text = await self.receive()
             if text is None:
-                continue
-            if not bucket.take() or not self.runtime.limits.take(self.ip):
-                await self.error("rate_limited", "too many messages; slow down")
                 continue
             try:
                 frame = decode(text)
@@ -130,7 +163,7 @@ class ShopperSocket(Follower):
 
 
 class _Closed(Exception):
-    """The session is gone; the socket was closed."""
+    """The socket was closed: its session is gone, or it flooded."""
 
 
 Handler = Callable[[ShopperSocket, dict[str, Any]], Awaitable[None]]
@@ -176,7 +209,7 @@ async def on_action(conn: ShopperSocket, frame: dict[str, Any]) -> None:
     except StoreUnavailable:
         runtime.metrics.store_errors.inc()
     await conn.send(frames.ack(action.id, applied.seq, duplicate=applied.outcome == "duplicate"))
-    runtime.sessions.run_effects(conn.sid, applied.effects)
+    runtime.sessions.run_effects(conn.sid, applied.effects, conn.ip)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -191,6 +224,7 @@ async def shopper_socket(ws: WebSocket) -> None:
     runtime: Runtime = ws.app.state.runtime
     ip = ws.client.host if ws.client else "-"
     if not await accept(ws, runtime.config, lambda: runtime.limits.open(ip)):
+        runtime.metrics.refused.labels("shopper", "socket_refused").inc()
         return
     runtime.metrics.open_sockets.inc()
     conn = ShopperSocket(ws, runtime, ip)
@@ -198,7 +232,7 @@ async def shopper_socket(ws: WebSocket) -> None:
         hello = await conn.handshake()
         if hello is not None and await conn.open(hello):
             await conn.converse()
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, _Closed):
         pass
     finally:
         conn.closed = True

@@ -14,6 +14,9 @@
       - name: the order system is down
         failing_actions: [orders.lookup]   # these actions take their error exit
         steps: [...]
+      - name: too many wrong emails for this order
+        throttled_actions: [orders.lookup] # these answer `throttled` (their on_throttled exit)
+        steps: [...]
 
 Run in every locale, a test also fails when a message falls back to another locale's text, so
 the shipped translations are checked as much as the logic. Transition coverage is reported per
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..actions.demo_backend import DemoBackend
+from ..actions.perform import THROTTLED
 from ..conversation import Conversation, Turn
 from ..engine import model as m
 from ..language import ir, load_project
@@ -52,6 +56,7 @@ class TestCase:
     steps: list[dict[str, Any]]
     step_lines: list[int]
     failing_actions: frozenset[str] = frozenset()
+    throttled_actions: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -129,6 +134,7 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
                     doc.source.value(("tests", i, "steps", j)).line for j in range(len(t["steps"]))
                 ],
                 failing_actions=frozenset(t.get("failing_actions", [])),
+                throttled_actions=frozenset(t.get("throttled_actions", [])),
             )
         )
     return cases, problems
@@ -235,7 +241,7 @@ async def run_case(
         context=case.context,
         today=today,
         clock=lambda: 0.0,
-        failing_actions=case.failing_actions,
+        failing_actions=case.failing_actions | {a + THROTTLED for a in case.throttled_actions},
     )
     turn = await conv.start(case.flow)
     record(turn, conv, locale, report, outcome, "start")

@@ -114,3 +114,15 @@ async def test_an_unknown_username_costs_the_same_kdf_run(
         status, _ = await box.post("/agent/api/login", {"username": username, "password": "x" * 12})
         assert status == 401
     assert len(checked) == 2 and all(s.startswith("scrypt$") for s in checked)
+
+
+async def test_a_binary_or_late_first_frame_on_the_console_socket_is_unauthorized(
+    box: AppServer,
+) -> None:
+    url = box.ws_url.replace("/ws", "/agent/ws")
+    async with websockets.connect(url) as ws:
+        await ws.send(b"\x00\x01binary")
+        assert json.loads(await ws.recv())["code"] == "unauthorized"
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 1008

@@ -1,0 +1,210 @@
+"""Limits at the HTTP edge, on every route: how long a client may take to send a request's
+headers and its body, and how big a body may be. WebSocket upgrades pass through untouched
+(their own limits are the sockets').
+
+HeaderTimeoutProtocol  uvicorn's h11 protocol, which closes a connection whose request headers
+                       are not complete within `header_timeout` seconds of connecting, or of
+                       the first byte of the next request on a kept-alive connection (uvicorn's
+                       `timeout_keep_alive` closes one idle between requests)
+BodyLimits             ASGI middleware: 413 for a body over `max_bytes` (declared or counted
+                       as it arrives), 408 (and a closed connection) for one not all there
+                       within `timeout` seconds
+
+`flowengine serve` gives uvicorn `HeaderTimeoutProtocol` itself (each worker reads the timeout
+from the server config in the environment, as the app does); a server in the tests' own loop
+uses `header_timeout_protocol(seconds)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("flowengine.http")
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5
+DEFAULT_BODY_TIMEOUT = 10.0
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+@functools.cache
+def _header_timeout_from_env() -> float:
+    """`header_timeout` of the server config `flowengine serve` put in the environment."""
+    try:
+        options = json.loads(os.environ.get("FLOWENGINE_SERVER_CONFIG") or "{}")
+        return float(options.get("header_timeout", DEFAULT_HEADER_TIMEOUT))
+    except (ValueError, TypeError, AttributeError):
+        return DEFAULT_HEADER_TIMEOUT
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers.
+
+    The timer runs from the connection's start, and, once a response is complete, from the
+    first byte that comes after it; it stops when a request's headers are in (or the connection
+    becomes a WebSocket). A connection that sends nothing, or half a header a byte at a time,
+    is closed when it runs out; so is one that trickles a body nobody reads after its response.
+    """
+
+    header_timeout: float | None = None  # None: the server config in the environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: float = (
+            self.header_timeout if self.header_timeout is not None else _header_timeout_from_env()
+        )
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if self._header_timer is None and (cycle is None or cycle.response_complete):
+            self._arm_header_timer()  # the first byte of the next request
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._disarm_header_timer()  # its headers are in: a new request is running
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        # Bytes of a next request already buffered (pipelined, or half a header) start the
+        # clock now; none: uvicorn's keep-alive timer closes the connection if none come.
+        if (
+            self.cycle is cycle
+            and self._header_timer is None
+            and self.conn.trailing_data[0]
+            and not self.transport.is_closing()
+        ):
+            self._arm_header_timer()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm_header_timer()
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self._header_deadline, self._header_timed_out)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.debug("closed a connection that sent no complete request headers in time")
+            self.transport.close()
+
+
+def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
+    """`HeaderTimeoutProtocol` with a fixed timeout (for a uvicorn in this process)."""
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
+
+
+class _Refused(Exception):
+    """The body broke a limit: answered with `status` if no response has started."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class BodyLimits:
+    """Request bodies on every HTTP route: at most `max_bytes`, all there within `timeout`
+    seconds of the headers. A declared Content-Length over the limit is refused (413) before
+    anything is read; a body without one is counted as it arrives (413 once past the limit);
+    a body still arriving when the time is up gets 408, and the connection is closed. After a
+    413 the connection stays open, so that a client still sending can read its answer (closing
+    on unread data resets the connection, answer and all): what it sends is discarded, and it
+    has `header_timeout` for that and its next request's headers (HeaderTimeoutProtocol), else
+    it is closed. Routes that never read a body are not slowed: the limits bite when the body
+    is read."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = _Refused(413, f"the request body may be at most {self.max_bytes} bytes")
+        for name, value in scope["headers"]:
+            declared = value.strip() if name == b"content-length" else b""
+            if declared.isdigit() and (len(declared) > 15 or int(declared) > self.max_bytes):
+                await _refuse(send, too_large)
+                return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        received = 0
+        body_done = False
+        started = False
+        refused: _Refused | None = None
+
+        async def limited_receive() -> Message:
+            nonlocal received, body_done, refused
+            if refused is not None:  # the app caught it and asked again
+                raise refused
+            if body_done:
+                return await receive()  # only a disconnect is left to come
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                late = f"the request body did not arrive within {self.timeout:g} s"
+                refused = _Refused(408, late)
+                raise refused from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = too_large
+                    raise refused
+                body_done = not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _Refused as exc:
+            if started:
+                raise
+            await _refuse(send, exc)
+
+
+async def _refuse(send: Send, refused: _Refused) -> None:
+    body = json.dumps({"error": refused.error}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if refused.status == 408:  # the rest of the body is not worth waiting for
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
