@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
+from flowengine.engine import model as m
 from flowengine.handoff.accounts import Account
 from flowengine.handoff.passwords import hash_password
 from flowengine.server.config import ServerConfig
@@ -378,3 +379,26 @@ async def test_the_agent_console_claims_and_replies_and_renders_hostile_text_ine
         # his screen before that notice.
         page = await shopper.content()
         assert "Offered an exchange" not in page and "Hello second shopper" not in page
+
+
+async def test_a_long_page_title_is_cut_between_characters(pages: Pages, tmp_path: Path) -> None:
+    """The widget sends at most 200 UTF-16 units of the title: an emoji across the cut is left
+    out whole, never halved (half of one cannot be stored as text)."""
+    title = "a" * 199 + "\N{GRINNING FACE}" + "b" * 10
+    page_html = (
+        f"<!doctype html><html><head><title>{title}</title></head><body><h1>Shop</h1>"
+        '<script src="/widget.js" defer></script></body></html>'
+    )
+    async with AppServer(_static(tmp_path, page_html)) as server:
+        page = await pages.new()
+        await page.goto(server.http + "/")
+        await page.get_by_role("button", name="Open chat").click()
+        await expect(page.get_by_role("button", name="Size guide")).to_be_visible()
+        sid = await page.evaluate(
+            "() => Object.keys(localStorage).filter(k => k.endsWith(':session'))"
+            ".map(k => localStorage.getItem(k))[0]"
+        )
+        record = await server.runtime.store.load(sid)
+        assert record is not None
+        state = m.State.from_json(record.state)
+        assert state.context["page"]["title"] == "a" * 199

@@ -324,6 +324,13 @@
   // Why nobody could take the chat (handoff offline `reason`) -> a line above.
   var OFFLINE = { no_agent: "offline", closed: "outofhours", timeout: "notintime" };
   function has(obj, key) { return Object.prototype.hasOwnProperty.call(obj, key); }
+  // At most n UTF-16 units, never half of a surrogate pair (an emoji cut in two is not text).
+  function cut(text, n) {
+    text = String(text || "");
+    if (text.length <= n) return text;
+    var code = text.charCodeAt(n - 1);
+    return text.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
+  }
   // The words in the shopper's language (fr-CA -> fr), English where it has none.
   function strings(locale) {
     var lang = String(locale || "en").toLowerCase().split("-")[0];
@@ -681,7 +688,7 @@
     function setStatus(text) { status.textContent = text || ""; status.style.display = text ? "block" : "none"; }
 
     function hello() {
-      var ctx = { page: { url: location.href.slice(0, 500), title: document.title.slice(0, 200) } };
+      var ctx = { page: { url: cut(location.href, 500), title: cut(document.title, 200) } };
       if (opts.context && typeof opts.context === "object") ctx.context = opts.context;
       if (pendingIdentity && pendingIdentity.email) {
         ctx.shopper = { email: String(pendingIdentity.email), name: pendingIdentity.name ? String(pendingIdentity.name) : undefined,
