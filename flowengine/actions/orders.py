@@ -95,7 +95,7 @@ def return_eligibility(
 def _item(i: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "sku": str(i.get("sku", "")),
-        "name": str(i.get("name", "")),
+        "name": str(i.get("name") or ""),
         "qty": int(i.get("qty", 1) or 1),
         "price": i.get("price"),
         "final_sale": bool(i.get("final_sale", False)),
