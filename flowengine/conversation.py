@@ -1,22 +1,24 @@
 """Run a conversation in this process: the engine plus the shared effect runner.
 
 Used by `flowengine chat`, `flowengine test` and the benchmarks. Actions run against the order
-backend as in production (`EffectRunner`, the same loop `flowengine serve` uses); handoffs have
-no agent queue here, so they are recorded in the `Turn` for the caller to show or assert, and the
-caller plays the agent by sending `HandoffUpdate`.
+backend as in production (`EffectRunner`, the same loop `flowengine serve` uses), and the
+project's declared actions against the APIs they declare, unless a script answers them (tests);
+handoffs have no agent queue here, so they are recorded in the `Turn` for the caller to show or
+assert, and the caller plays the agent by sending `HandoffUpdate`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from .actions.declared import DeclaredActions
 from .actions.orders import OrderBackend
-from .actions.perform import BackendActions, FailingActions
-from .effects import Decide, EffectRunner
+from .actions.perform import Answer, BackendActions, ScriptedActions, failing_script
+from .effects import ActionPort, Decide, DeclaredPort, EffectRunner
 from .engine import model as m
 from .engine.step import start, step
 from .language import ir
@@ -72,20 +74,35 @@ class Conversation:
         today: date | None = None,
         clock: Callable[[], float] = time.time,
         failing_actions: frozenset[str] = frozenset(),
+        action_results: Mapping[str, Sequence[Answer]] | None = None,
+        call_apis: bool = True,
     ) -> None:
+        """`failing_actions`: actions that take their error exit (`name:throttled`: answer
+        `throttled`); `action_results`: answers for the named actions, in turn. A declared
+        action no script answers calls its API, or, without `call_apis`, takes its error exit
+        and is listed in `unscripted`."""
         self.project = project
         self.locale = locale
         self.context = dict(context or {})
         self.clock = clock
         self.state: m.State | None = None
         day = today or date.today()
-        actions = BackendActions(backend, lambda: day)
         self._handoffs = _Recorder()
-        self._runner = EffectRunner(
-            # Actions to answer with the error exit, as an order system that is down would.
-            FailingActions(actions, failing_actions) if failing_actions else actions,
-            self._handoffs,
-        )
+        actions: ActionPort = BackendActions(backend, lambda: day)
+        declared: DeclaredPort | None = DeclaredActions(self._project) if call_apis else None
+        script = {**failing_script(failing_actions), **(action_results or {})}
+        self._script: ScriptedActions | None = None
+        if script or not call_apis:  # the script answers first, built-in and declared alike
+            actions = declared = self._script = ScriptedActions(actions, script, declared)
+        self._runner = EffectRunner(actions, self._handoffs, declared)
+
+    async def _project(self, sid: str) -> ir.Project:
+        return self.project
+
+    @property
+    def unscripted(self) -> list[str]:
+        """Declared actions called with no answer scripted and no API to call, in order."""
+        return self._script.unscripted if self._script is not None else []
 
     async def start(self, flow: str | None = None) -> Turn:
         result = start(

@@ -6,6 +6,9 @@ Every shell uses it: `flowengine serve` (sessions over the store), `flowengine c
 * `ActionPort` runs `CallAction` (the order backend, or one that fails on purpose in tests),
   told the client's address when the shell knows it (the order-check throttle counts by it;
   the engine never sees it);
+* `DeclaredPort` runs calls of the actions a project declares (`actions:` in flowengine.yaml:
+  HTTP requests, `actions/declared.py`, or scripted answers in tests), as declared by the flow
+  version the session runs; they are not order checks, so the throttle never sees them;
 * `HandoffPort` takes `RequestHandoff`, `CancelHandoff` and `ForwardToAgent` (the live queue in
   the server; a recorder in a terminal or a test, where the test itself plays the agent);
 * `feed` applies the engine to the session's current state, wherever it lives, and returns the
@@ -34,6 +37,12 @@ class ActionPort(Protocol):
     async def perform(self, call: m.CallAction, address: str | None = None) -> m.ActionResult: ...
 
 
+class DeclaredPort(Protocol):
+    async def perform_declared(self, sid: str, call: m.CallAction) -> m.ActionResult:
+        """Run a call of an action declared by the project that session `sid` runs."""
+        ...
+
+
 class HandoffPort(Protocol):
     async def request(self, sid: str, effect: m.RequestHandoff) -> tuple[m.Effect, ...]:
         """Queue the chat for a person; the effects of any step this caused (an offline exit)."""
@@ -54,9 +63,13 @@ def answer(call: m.CallAction, result: m.ActionResult) -> Decide:
 
 
 class EffectRunner:
-    def __init__(self, actions: ActionPort, handoffs: HandoffPort) -> None:
+    def __init__(
+        self, actions: ActionPort, handoffs: HandoffPort, declared: DeclaredPort | None = None
+    ) -> None:
+        """Without `declared`, a call of an action that is not built in answers `error`."""
         self.actions = actions
         self.handoffs = handoffs
+        self.declared = declared
 
     async def run(
         self, sid: str, effects: Iterable[m.Effect], feed: Feed, address: str | None = None
@@ -75,7 +88,10 @@ class EffectRunner:
     ) -> tuple[m.Effect, ...]:
         match effect:
             case m.CallAction():
-                result = await self.actions.perform(effect, address)
+                if self.declared is not None and effect.action not in ACTIONS:
+                    result = await self.declared.perform_declared(sid, effect)
+                else:
+                    result = await self.actions.perform(effect, address)
                 spec = ACTIONS.get(effect.action)
                 if spec is not None and spec.emits is not None and result.outcome == "ok":
                     event, key = spec.emits

@@ -1,6 +1,9 @@
 """The one action registry: what each action takes (the validator checks `call:` steps against
 it), what runs it, and what an `ok` tells the outside. Data and functions only: the language
 imports it without the engine; `actions.perform` runs the calls.
+
+Actions a project declares in flowengine.yaml (`actions:`) get an `ActionSpec` too, made by the
+compiler, without `run`: `actions.declared` runs them as HTTP requests.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ class ActionSpec:
     name: str
     required: frozenset[str]
     optional: frozenset[str]
-    run: ActionFunction
+    run: ActionFunction | None  # None: declared by the project, run by `actions.declared`
     has_not_found: bool = True  # can it answer `not_found` (else only ok / error)?
     # Does it check `number` against `email`? Its `not_found` is then a failed verification,
     # counted by the lookup throttle (actions/throttle.py), which can answer `throttled`.
     verifies: bool = False
     # The webhook an `ok` result sends: (event, the key its result goes under), docs/handoff.md.
     emits: tuple[str, str] | None = None
+    timeout: float = 5.0  # a call's `timeout` when the step gives none
 
     @property
     def params(self) -> frozenset[str]:

@@ -163,6 +163,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(result.render(include_warnings=False), file=sys.stderr)
         print("the flows do not validate; not serving them", file=sys.stderr)
         return 1
+    from ..actions.declared import environment_problem
+
+    if result.project is not None and (problem := environment_problem(result.project)):
+        print(problem, file=sys.stderr)
+        return 1
     if args.handoff_config is not None:
         diagnostics, lines = _check_handoff_config(args.handoff_config)
         if diagnostics:
@@ -185,6 +190,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "allowed_origins": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
         "session_ttl": args.session_ttl,
         "orders_api": args.orders_api or os.environ.get("FLOWENGINE_ORDERS_API") or None,
+        "orders": args.orders or os.environ.get("FLOWENGINE_ORDERS") or None,
+        "shopify_shop": args.shopify_shop,
+        "shopify_token_file": args.shopify_token_file,
+        "shopify_client_secret_file": args.shopify_client_secret_file,
+        "woocommerce_url": args.woocommerce_url,
+        "woocommerce_secret_file": args.woocommerce_secret_file,
         "watch_flows": args.watch,
         "socket_rate": args.socket_rate,
         "socket_burst": max(int(args.socket_rate * 4), 1),
@@ -206,6 +217,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     forwarded_allow_ips = (
         args.forwarded_allow_ips or os.environ.get("FLOWENGINE_FORWARDED_ALLOW_IPS") or None
     )
+    if problem := _backend_problem(args, options["orders_api"]):
+        print(f"the order backend cannot be used: {problem}", file=sys.stderr)
+        return 2
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
         "flowengine.server.app:app_from_env",
@@ -230,6 +244,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _backend_problem(args: argparse.Namespace, orders_api: str | None) -> str | None:
+    """Why the order backend `serve` was told to use cannot be built (a missing token, a bad
+    shop domain), found before any port is opened; None when it can."""
+    import os
+
+    from ..actions.backends import BackendSettings, BackendSettingsError, open_backend
+
+    kind = args.orders or os.environ.get("FLOWENGINE_ORDERS") or ("http" if orders_api else "demo")
+    settings = BackendSettings(
+        kind=kind,
+        orders_api=orders_api,
+        shopify_shop=args.shopify_shop,
+        shopify_token_file=args.shopify_token_file,
+        shopify_client_secret_file=args.shopify_client_secret_file,
+        woocommerce_url=args.woocommerce_url,
+        woocommerce_secret_file=args.woocommerce_secret_file,
+    )
+    try:
+        open_backend(settings)
+    except BackendSettingsError as exc:
+        return str(exc)
+    return None
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -331,9 +369,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an idle session is kept (default 86400)",
     )
     p.add_argument(
+        "--orders",
+        choices=["demo", "http", "shopify", "woocommerce"],
+        default=None,
+        help="order backend (env FLOWENGINE_ORDERS; default: http with --orders-api, else demo)",
+    )
+    p.add_argument(
         "--orders-api",
         default=None,
         help="base URL of your order API (env FLOWENGINE_ORDERS_API); none: demo data",
+    )
+    p.add_argument(
+        "--shopify-shop",
+        default=None,
+        metavar="DOMAIN",
+        help="the shop, e.g. my-shop.myshopify.com (env FLOWENGINE_SHOPIFY_SHOP)",
+    )
+    p.add_argument(
+        "--shopify-token-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the Admin API access token (else env FLOWENGINE_SHOPIFY_TOKEN)",
+    )
+    p.add_argument(
+        "--shopify-client-secret-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the app's client secret (else env FLOWENGINE_SHOPIFY_CLIENT_SECRET);"
+        " the client id: env FLOWENGINE_SHOPIFY_CLIENT_ID",
+    )
+    p.add_argument(
+        "--woocommerce-url",
+        default=None,
+        metavar="URL",
+        help="the store, e.g. https://shop.example (env FLOWENGINE_WOOCOMMERCE_URL)",
+    )
+    p.add_argument(
+        "--woocommerce-secret-file",
+        default=None,
+        metavar="PATH",
+        help="file holding the REST API consumer secret (else env FLOWENGINE_WOOCOMMERCE_SECRET);"
+        " the key: env FLOWENGINE_WOOCOMMERCE_KEY",
     )
     p.add_argument("--watch", action="store_true", help="reload flows when their files change")
     p.add_argument(

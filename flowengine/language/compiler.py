@@ -5,12 +5,17 @@ target. Inline branch steps (`cases: {shipped: {say: ...}}`) become steps of the
 continue after the branching step. Problems found here (duplicate ids, unknown targets, a template
 that does not parse, a branch without a default, a step list that runs off its end) are reported
 with the position of the offending key; the graph-wide checks live in `checks.py`.
+
+`compile_actions` lowers the project file's `actions:` the same way: each declared HTTP action's
+request strings cut into text, `{{ expression }}`s over its params and `${NAME}`s, every problem
+(an undeclared name in a template, a host that is not written out) at its position.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 from ..actions.registry import ACTIONS, ActionSpec
 from . import ir
 from .diagnostics import Diagnostic, did_you_mean
+from .schema import is_valid
 from .source import Document, Path
 from .templates import Expression, Template, TemplateProblem, expression, template
 from .templates import value as template_value
@@ -406,15 +412,15 @@ class _Lowering:
     def lower_call(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         name = raw["call"]
         args = raw.get("with", {})
+        spec = self.actions.get(name)
         step = ir.Call(
             key,
             path,
             action=name,
             save_as=raw.get("save_as"),
-            timeout=float(raw.get("timeout", 5.0)),
+            timeout=float(raw.get("timeout", spec.timeout if spec else 5.0)),
         )
         step.args = {k: self.template(v, (*path, "with", k), native=True) for k, v in args.items()}
-        spec = self.actions.get(name)
         if spec is None:
             self.error(
                 "E108",
@@ -541,3 +547,272 @@ def compile_flow(
     lowering = _Lowering(doc, settings or ir.ProjectSettings(), actions)
     flow = lowering.run()
     return flow, lowering.problems
+
+
+# -- actions the project declares (`actions:` in flowengine.yaml) -----------------------------
+
+ACTION_NAME = re.compile(r"[a-z_]+\.[a-z_]+")  # what a `call:` can name (flow.schema.json)
+FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")  # params and kept fields: variables in templates
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+DEFAULT_ACTION_TIMEOUT = 5.0
+# `{{ expression }}`, `${NAME}`, or the start of something a request string cannot hold.
+_REQUEST_TOKEN = re.compile(
+    r"\{\{(?P<expr>.*?)\}\}|\$\{(?P<env>[^{}$]*)\}|(?P<bad>\{\{|\{%|\{#|\$\{)", re.DOTALL
+)
+# A url's scheme and host, written out: a value can only ever land after them.
+_URL_HOST = re.compile(r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?=[/?]|$)")
+
+
+class _ActionLowering:
+    """The project file's `actions:` -> `ir.DeclaredAction`s, reporting what cannot work."""
+
+    def __init__(self, doc: Document, builtin: Mapping[str, ActionSpec]) -> None:
+        self.src = doc.source
+        self.raw: dict[str, Any] = doc.data.get("actions") or {}
+        self.builtin = builtin
+        self.problems: list[Diagnostic] = []
+
+    def error(
+        self, code: str, message: str, path: Path, *, key: bool = False, hint: str | None = None
+    ) -> None:
+        pos = self.src.key(path) if key else self.src.value(path)
+        self.problems.append(Diagnostic(code, message, self.src.file, pos, hint=hint))
+
+    def run(self) -> tuple[dict[str, ir.DeclaredAction], dict[str, ActionSpec]]:
+        declared: dict[str, ir.DeclaredAction] = {}
+        specs: dict[str, ActionSpec] = {}
+        if not isinstance(self.raw, dict):  # the schema said so
+            return declared, specs
+        for name, raw in self.raw.items():
+            path: Path = ("actions", name)
+            if not ACTION_NAME.fullmatch(name):
+                self.error(
+                    "E012",
+                    f"action name '{name}' is not namespace.name",
+                    path,
+                    key=True,
+                    hint="lower-case letters and _ around one dot, as `call:` takes them: "
+                    "stock.check, shop.exchange",
+                )
+            elif name in self.builtin:
+                self.error(
+                    "E102",
+                    f"'{name}' is already the name of a built-in action",
+                    path,
+                    key=True,
+                    hint="declare it in your own namespace (stock.check, shop.lookup); "
+                    "built-in: " + ", ".join(sorted(self.builtin)),
+                )
+            elif not is_valid(raw, "project", "action"):
+                # Its problems are reported by the schema; calls of it are still checked
+                # against the params it names, without follow-on "unknown action" errors.
+                params = raw.get("params") if isinstance(raw, dict) else None
+                specs[name] = _spec(name, params if isinstance(params, dict) else {}, False, 5.0)
+            else:
+                action = self.action(name, raw, path)
+                declared[name] = action
+                specs[name] = declared_spec(action)
+        return declared, specs
+
+    def action(self, name: str, raw: dict[str, Any], path: Path) -> ir.DeclaredAction:
+        params: dict[str, str] = raw.get("params", {})
+        for param in params:
+            if not FIELD_NAME.fullmatch(param):
+                self.error(
+                    "E012",
+                    f"param name '{param}' is not a name",
+                    (*path, "params", param),
+                    key=True,
+                    hint="lower-case letters, digits and _, starting with a letter or _",
+                )
+        known = frozenset(params)
+        request = raw["request"]
+        rpath = (*path, "request")
+        method = request.get("method", "GET")
+        url = self.text(request["url"], (*rpath, "url"), name, known, env=False)
+        self.check_url(url, (*rpath, "url"))
+        headers = {}
+        for header, value in request.get("headers", {}).items():
+            hpath = (*rpath, "headers", header)
+            if not HEADER_NAME.fullmatch(header):
+                self.error("E012", f"'{header}' is not a header name", hpath, key=True)
+            elif header.lower() in RESERVED_HEADERS:
+                self.error(
+                    "E012",
+                    f"the header '{header}' is flowengine's to set",
+                    hpath,
+                    key=True,
+                    hint="the host comes from `url`, the length from `body`",
+                )
+            headers[header] = self.text(value, hpath, name, known, env=True)
+        body = None
+        if "body" in request:
+            if method not in BODY_METHODS:
+                self.error(
+                    "E012",
+                    f"a {method} request has no body",
+                    (*rpath, "body"),
+                    key=True,
+                    hint="send a body with POST, PUT or PATCH; with GET, put values in the url",
+                )
+            body = self.body(request["body"], (*rpath, "body"), name, known)
+        answer = raw["answer"]
+        apath = (*path, "answer")
+        ok = frozenset(answer.get("ok", [200]))
+        not_found = frozenset(answer.get("not_found", []))
+        for status in sorted(ok & not_found):
+            self.error(
+                "E012",
+                f"status {status} is both ok and not_found",
+                (*apath, "not_found"),
+                hint="a status takes one exit",
+            )
+        keep = {}
+        for result_field, where in answer["keep"].items():
+            if not FIELD_NAME.fullmatch(result_field):
+                self.error(
+                    "E012",
+                    f"result field '{result_field}' is not a name",
+                    (*apath, "keep", result_field),
+                    key=True,
+                    hint="flows read it as `{{ saved.field }}`: lower-case letters, digits, _",
+                )
+            keep[result_field] = tuple(where.split("."))
+        return ir.DeclaredAction(
+            name=name,
+            required=frozenset(p for p, v in params.items() if v == "required"),
+            optional=frozenset(p for p, v in params.items() if v != "required"),
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            timeout=float(request.get("timeout", DEFAULT_ACTION_TIMEOUT)),
+            ok=ok,
+            not_found=not_found,
+            keep=keep,
+            description=raw.get("description", ""),
+        )
+
+    def text(
+        self, source: str, path: Path, action: str, params: frozenset[str], *, env: bool
+    ) -> ir.RequestText:
+        """Cut a request string into text, `{{ expression }}`s and (in headers) `${NAME}`s."""
+        pieces: list[str | Expression | ir.Env] = []
+        at, bad_reported = 0, False  # what cannot be in a request: reported once per string
+        for m in _REQUEST_TOKEN.finditer(source):
+            if m.start() > at:
+                pieces.append(source[at : m.start()])
+            at = m.end()
+            if m["expr"] is not None:
+                try:
+                    expr = expression(m["expr"].strip()).check()
+                except TemplateProblem as exc:
+                    self.error("E113", f"template error: {exc}", path, hint=exc.hint)
+                    continue
+                for unknown in sorted(expr.names - params):
+                    self.error(
+                        "E110",
+                        f"the request of '{action}' uses '{unknown}', which is not one of "
+                        "its params",
+                        path,
+                        hint=did_you_mean(unknown, params)
+                        or "a request sees only the call's arguments: declare it under "
+                        f"`actions.{action}.params`",
+                    )
+                pieces.append(expr)
+            elif m["env"] is not None:
+                if not env:
+                    self.error(
+                        "E012",
+                        "`${...}` is read from the environment in `headers` only",
+                        path,
+                        hint='keep secrets in headers (Authorization: "Bearer ${API_TOKEN}")',
+                    )
+                elif not ENV_NAME.fullmatch(m["env"]):
+                    self.error(
+                        "E012",
+                        f"'${{{m['env']}}}' is not an environment variable",
+                        path,
+                        hint="write it as ${NAME}: capital letters, digits and _",
+                    )
+                else:
+                    pieces.append(ir.Env(m["env"]))
+            elif bad_reported:
+                continue
+            elif m["bad"] == "${":
+                bad_reported = True
+                self.error("E012", "`${` without `}`", path, hint="write ${NAME}")
+            else:
+                bad_reported = True
+                self.error(
+                    "E113",
+                    f"template error: '{m['bad']}' in a request",
+                    path,
+                    hint="a request holds text and {{ expression }} only (no {% %}, {# #}); "
+                    "close every {{ with }}",
+                )
+        if at < len(source):
+            pieces.append(source[at:])
+        return ir.RequestText(tuple(pieces))
+
+    def check_url(self, url: ir.RequestText, path: Path) -> None:
+        """Values go into the path and the query, never into the scheme or the host."""
+        start, values_follow = "", False
+        for piece in url.pieces:
+            if not isinstance(piece, str):
+                values_follow = True
+                break
+            start += piece
+        host = _URL_HOST.match(start)
+        if host is None or (host.end() == len(start) and values_follow):
+            self.error(
+                "E012",
+                "a url starts with http:// or https:// and its host, written out",
+                path,
+                hint="values go after the host: https://shop.example/api/stock/{{ sku }}",
+            )
+
+    def body(self, value: Any, path: Path, action: str, params: frozenset[str]) -> Any:
+        if isinstance(value, str):
+            return self.text(value, path, action, params, env=False)
+        if isinstance(value, dict):
+            return {k: self.body(v, (*path, k), action, params) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.body(v, (*path, i), action, params) for i, v in enumerate(value)]
+        return value
+
+
+def _spec(name: str, params: Mapping[str, Any], has_not_found: bool, timeout: float) -> ActionSpec:
+    return ActionSpec(
+        name,
+        frozenset(p for p, v in params.items() if v == "required"),
+        frozenset(p for p, v in params.items() if v != "required"),
+        None,
+        has_not_found=has_not_found,
+        timeout=timeout,
+    )
+
+
+def declared_spec(action: ir.DeclaredAction) -> ActionSpec:
+    """What the validator checks `call:` steps of a declared action against."""
+    return ActionSpec(
+        action.name,
+        action.required,
+        action.optional,
+        None,
+        has_not_found=bool(action.not_found),
+        timeout=action.timeout,
+    )
+
+
+def compile_actions(
+    doc: Document, builtin: Mapping[str, ActionSpec] = ACTIONS
+) -> tuple[dict[str, ir.DeclaredAction], dict[str, ActionSpec], list[Diagnostic]]:
+    """The project file's declared actions, the specs `call:` steps are checked against (also
+    for an action the schema refused, so its calls report no follow-on errors), and problems."""
+    lowering = _ActionLowering(doc, builtin)
+    declared, specs = lowering.run()
+    return declared, specs, lowering.problems

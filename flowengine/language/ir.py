@@ -270,6 +270,63 @@ class Flow:
                 yield step, label, target
 
 
+# -- actions the project declares (`actions:` in flowengine.yaml, docs/actions.md) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """`${NAME}` in a request header: the server's environment variable, read at each call."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestText:
+    """A string of a declared request, cut into literal text, `{{ expression }}`s over the
+    call's arguments and `${NAME}`s. They stay apart, so neither is ever read as the other: a
+    value the shopper typed is never looked up in the environment, a secret never evaluated."""
+
+    pieces: tuple[str | Expression | Env, ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The arguments it reads."""
+        return names_of(p for p in self.pieces if isinstance(p, Expression))
+
+    @property
+    def env(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.pieces if isinstance(p, Env))
+
+    @property
+    def single(self) -> Expression | None:
+        """The expression, when the text is exactly one `{{ expression }}` (it keeps its type)."""
+        only = self.pieces[0] if len(self.pieces) == 1 else None
+        return only if isinstance(only, Expression) else None
+
+
+@dataclass(eq=False, slots=True)
+class DeclaredAction:
+    """An HTTP request the project declares as an action, compiled (runs: actions/declared.py)."""
+
+    name: str
+    required: frozenset[str]
+    optional: frozenset[str]
+    method: str
+    url: RequestText
+    headers: dict[str, RequestText]
+    body: Any  # JSON-like, its strings RequestText; None: no body
+    timeout: float
+    ok: frozenset[int]
+    not_found: frozenset[int]
+    keep: dict[str, tuple[str, ...]]  # result field -> its path in the JSON answer
+    description: str = ""
+
+    @property
+    def env(self) -> frozenset[str]:
+        """The environment variables its headers read."""
+        return frozenset().union(*(h.env for h in self.headers.values()))
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectSettings:
     start: str = "main"
@@ -287,6 +344,7 @@ class Project:
     flows: dict[str, Flow]
     settings: ProjectSettings
     version: str
+    actions: dict[str, DeclaredAction] = field(default_factory=dict)  # from flowengine.yaml
 
     @property
     def start(self) -> Flow:

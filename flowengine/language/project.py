@@ -4,7 +4,8 @@
     if result.ok: engine runs result.project
     else:         print(result.render())  # every problem, file:line:col, at once
 
-A directory may hold `flowengine.yaml` (project settings: start flow, locales, handoff defaults);
+A directory may hold `flowengine.yaml` (project settings: start flow, locales, handoff defaults,
+the actions the project declares);
 flow files are `*.yaml` / `*.yml` beside it; `*.test.yaml` files and `tests/` hold conversation
 tests and are not flows.
 """
@@ -12,13 +13,14 @@ tests and are not flows.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..actions.registry import ACTIONS, ActionSpec
 from . import checks, ir
-from .compiler import compile_flow
+from .compiler import compile_actions, compile_flow
 from .diagnostics import Diagnostic, Severity, did_you_mean, sort_key
 from .schema import check_schema
 from .source import Document, load_document
@@ -100,27 +102,33 @@ def _parse(name: str, text: str, result: LoadResult) -> Document | None:
 
 def _settings(
     source: tuple[str, str] | None, result: LoadResult
-) -> tuple[ir.ProjectSettings, Document | None]:
+) -> tuple[ir.ProjectSettings, Document | None, Document | None]:
+    """The settings, the project file when its settings are valid, and the project file (its
+    declared actions are compiled one by one, so a broken one does not hide the others)."""
     if source is None:
-        return ir.ProjectSettings(), None
+        return ir.ProjectSettings(), None, None
     doc = _parse(*source, result)
     if doc is None:
-        return ir.ProjectSettings(), None
+        return ir.ProjectSettings(), None, None
     problems = check_schema(doc.data, doc.source, "project")
     result.diagnostics.extend(problems)
     if problems:
-        return ir.ProjectSettings(), None
+        return ir.ProjectSettings(), None, doc
     data = doc.data
     handoff = data.get("handoff", {})
     default = ir.ProjectSettings()
-    return ir.ProjectSettings(
-        start=data.get("start", default.start),
-        locales=tuple(data.get("locales", default.locales)),
-        handoff_queue=handoff.get("queue", default.handoff_queue),
-        handoff_priority=handoff.get("priority", default.handoff_priority),
-        on_offline=handoff.get("on_offline"),
-        on_timeout=handoff.get("on_timeout"),
-    ), doc
+    return (
+        ir.ProjectSettings(
+            start=data.get("start", default.start),
+            locales=tuple(data.get("locales", default.locales)),
+            handoff_queue=handoff.get("queue", default.handoff_queue),
+            handoff_priority=handoff.get("priority", default.handoff_priority),
+            on_offline=handoff.get("on_offline"),
+            on_timeout=handoff.get("on_timeout"),
+        ),
+        doc,
+        doc,
+    )
 
 
 def load_project(
@@ -163,7 +171,12 @@ def compile_sources(
     This is how a server rebuilds a pinned flow version from the sources kept in the store.
     """
     result = result or LoadResult(project=None, files=list(texts))
-    settings, settings_doc = _settings(settings_source, result)
+    settings, settings_doc, project_doc = _settings(settings_source, result)
+    declared: dict[str, ir.DeclaredAction] = {}
+    if project_doc is not None:
+        declared, specs, problems = compile_actions(project_doc, actions)
+        result.diagnostics.extend(problems)
+        actions = {**actions, **specs}
     flows: dict[str, ir.Flow] = {}
     docs: dict[str, Document] = {}
     for name, text in texts.items():
@@ -196,11 +209,14 @@ def compile_sources(
     if settings_source is None and settings.start not in flows and flows:
         # Flows checked without a project file: the first one is where a conversation starts.
         settings = replace(settings, start=next(iter(flows)))
+    # A declared action is part of the version: a session pinned to it keeps its requests.
+    declarations = project_doc.data.get("actions") if project_doc is not None else None
     version = hashlib.sha256(
         "".join(f"{n}:{f.version};" for n, f in sorted(flows.items())).encode()
         + repr(settings).encode()
+        + (json.dumps(declarations, sort_keys=True, default=str).encode() if declarations else b"")
     ).hexdigest()[:12]
-    project = ir.Project(flows, settings, version)
+    project = ir.Project(flows, settings, version, declared)
     for flow in flows.values():
         for check in checks.FLOW_CHECKS:
             result.diagnostics.extend(check(flow, project))

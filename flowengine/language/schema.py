@@ -43,6 +43,12 @@ def _validator(name: str, ref: str | None) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+def is_valid(data: Any, schema: str, ref: str) -> bool:
+    """Does `data` pass the schema's definition `ref` (`$defs/ref`)? For a part of a document
+    whose problems `check_schema` has already reported."""
+    return bool(_validator(schema, ref).is_valid(data))
+
+
 def check_schema(data: Any, source: SourceMap, schema: str = "flow") -> list[Diagnostic]:
     out = list(_explain(schema, None, data, (), source))
     # One diagnostic per place and code: nested alternatives can repeat themselves.

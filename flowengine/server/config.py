@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..actions.backends import BackendSettings
+
 
 def _env_list(name: str) -> tuple[str, ...]:
     raw = os.environ.get(name, "")
@@ -44,6 +46,14 @@ class ServerConfig:
     orders_api: str | None = field(
         default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS_API") or None
     )
+    # The order backend (actions/backends.py): demo, http, shopify or woocommerce; None: http
+    # when `orders_api` is set, else demo. Credentials are read from the environment or files.
+    orders: str | None = field(default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS") or None)
+    shopify_shop: str | None = None
+    shopify_token_file: str | None = None
+    shopify_client_secret_file: str | None = None
+    woocommerce_url: str | None = None
+    woocommerce_secret_file: str | None = None
     # Order checks whose number and email do not match (actions/throttle.py): after this many
     # within the window (from the first), per order number or per client address, further
     # checks are answered `throttled` without asking the order backend.
@@ -65,3 +75,14 @@ class ServerConfig:
     keep_alive_timeout: int = 5
     body_timeout: float = 10.0
     max_body_bytes: int = 64 * 1024
+
+    def backend_settings(self) -> BackendSettings:
+        return BackendSettings(
+            kind=self.orders or ("http" if self.orders_api else "demo"),
+            orders_api=self.orders_api,
+            shopify_shop=self.shopify_shop,
+            shopify_token_file=self.shopify_token_file,
+            shopify_client_secret_file=self.shopify_client_secret_file,
+            woocommerce_url=self.woocommerce_url,
+            woocommerce_secret_file=self.woocommerce_secret_file,
+        )

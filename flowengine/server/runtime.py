@@ -17,8 +17,8 @@ from datetime import date
 from typing import Any
 
 from .. import frames
-from ..actions.demo_backend import DemoBackend
-from ..actions.http_backend import HttpBackend
+from ..actions.backends import close_backend, open_backend
+from ..actions.declared import environment_problem
 from ..actions.orders import OrderBackend
 from ..actions.perform import BackendActions
 from ..actions.throttle import Limits, ThrottledActions
@@ -113,9 +113,7 @@ class Runtime:
             config.max_sockets_per_ip,
             cooldown=config.flood_cooldown,
         )
-        self.backend: OrderBackend = (
-            HttpBackend(config.orders_api) if config.orders_api else DemoBackend(date.today())
-        )
+        self.backend: OrderBackend = open_backend(config.backend_settings(), date.today())
         self.sessions = SessionService(
             self.store,
             self.flows,
@@ -151,12 +149,19 @@ class Runtime:
 
     async def startup(self) -> None:
         project = self.flows.load()  # raises with the validator's errors: never serve broken flows
+        if problem := environment_problem(project):  # a declared action's header needs it
+            raise ValueError(problem)
         kind = (
             "Redis at " + _safe_url(self.config.redis_url)
             if self.config.redis_url
             else "the embedded in-process store (one process; nothing survives a restart)"
         )
-        log.info("flowengine serving flows version %s on %s", project.version, kind)
+        log.info(
+            "flowengine serving flows version %s on %s; orders from the %s backend",
+            project.version,
+            kind,
+            self.config.backend_settings().kind,
+        )
         try:
             await self.flows.publish()
         except Exception:
@@ -179,8 +184,8 @@ class Runtime:
         await self.tasks.drain()
         await self.analytics.stop()
         await self.store.close()
-        if isinstance(self.backend, HttpBackend):
-            await self.backend.aclose()
+        await close_backend(self.backend)
+        await self.sessions.declared.aclose()
 
 
 def _safe_url(url: str | None) -> str:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import frames
+from ..actions.declared import DeclaredActions
 from ..effects import ActionPort, Decide, EffectRunner, HandoffPort
 from ..engine import model as m
 from ..engine.step import start, step
+from ..language import ir
 from ..store import SessionRecord, Store, StoreUnavailable
 from .analytics import Analytics, abandoned
 from .config import ServerConfig
@@ -106,10 +108,24 @@ class SessionService:
         self._locks = _Locks()
         self._cache: OrderedDict[str, tuple[int, int, m.State]] = OrderedDict()
         self._runner: EffectRunner | None = None
+        # The project's own actions, as the version each session runs declares them.
+        self.declared = DeclaredActions(self.project_of)
 
     def use_handoffs(self, handoffs: HandoffPort) -> None:
         """Wire the handoff side (it needs this service too, so it comes second)."""
-        self._runner = EffectRunner(self.actions, handoffs)
+        self._runner = EffectRunner(self.actions, handoffs, self.declared)
+
+    async def project_of(self, sid: str) -> ir.Project:
+        """The flow version session `sid` is pinned to (from the cache, else the store)."""
+        cached = self._cache.get(sid)
+        if cached is not None:
+            version = cached[2].version
+        else:
+            record = await self.store.load(sid)
+            if record is None:
+                raise SessionGone(sid)
+            version = m.State.from_json(record.state).version
+        return await self.flows.get(version)
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self, hello: Hello, may_start: Callable[[], bool] = lambda: True) -> Opened:

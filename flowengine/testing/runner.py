@@ -17,6 +17,13 @@
       - name: too many wrong emails for this order
         throttled_actions: [orders.lookup] # these answer `throttled` (their on_throttled exit)
         steps: [...]
+      - name: the size is in stock
+        action_results:                    # what these answer (a list: one answer per call)
+          stock.check: {outcome: ok, data: {available: true, quantity: 3}}
+        steps: [...]
+
+A test never calls the API of an action declared in flowengine.yaml: it says what it answers
+(`action_results`, `failing_actions`), and a call nobody answered fails the test.
 
 Run in every locale, a test also fails when a message falls back to another locale's text, so
 the shipped translations are checked as much as the logic. Transition coverage is reported per
@@ -34,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from ..actions.demo_backend import DemoBackend
-from ..actions.perform import THROTTLED
+from ..actions.orders import OrderBackend
+from ..actions.perform import THROTTLED, Answer
+from ..actions.registry import ACTIONS as BUILTIN_ACTIONS
 from ..conversation import Conversation, Turn
 from ..engine import model as m
 from ..language import ir, load_project
-from ..language.diagnostics import Diagnostic
+from ..language.diagnostics import Diagnostic, did_you_mean
 from ..language.schema import check_schema
 from ..language.source import load_document
 
@@ -57,6 +66,7 @@ class TestCase:
     step_lines: list[int]
     failing_actions: frozenset[str] = frozenset()
     throttled_actions: frozenset[str] = frozenset()
+    action_results: dict[str, list[Answer]] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +124,35 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
             )
             continue
         flow = project.flows[flow_name or project.settings.start]
+        known = {*BUILTIN_ACTIONS, *project.actions}
+        unknown = False
+        for key in ("action_results", "failing_actions", "throttled_actions"):
+            for j, action in enumerate(t.get(key, [])):
+                if action in known:
+                    continue
+                unknown = True
+                at = (
+                    doc.source.key(("tests", i, key, action))
+                    if key == "action_results"
+                    else doc.source.value(("tests", i, key, j))
+                )
+                problems.append(
+                    Diagnostic(
+                        "E108",
+                        f"{key} names an unknown action '{action}'",
+                        name,
+                        at,
+                        hint=did_you_mean(action, known) or "actions: " + ", ".join(sorted(known)),
+                    )
+                )
+        if unknown:
+            continue
+        results = {
+            action: [
+                Answer(a["outcome"], a.get("data")) for a in (r if isinstance(r, list) else [r])
+            ]
+            for action, r in t.get("action_results", {}).items()
+        }
         wanted = t.get("locales", data.get("locales"))
         if wanted == "all":
             locales = list(flow.locales)
@@ -135,6 +174,7 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
                 ],
                 failing_actions=frozenset(t.get("failing_actions", [])),
                 throttled_actions=frozenset(t.get("throttled_actions", [])),
+                action_results=results,
             )
         )
     return cases, problems
@@ -231,20 +271,31 @@ def _event(item: dict[str, Any], state: m.State) -> m.Event:
 
 
 async def run_case(
-    case: TestCase, project: ir.Project, locale: str, today: date, report: Report
+    case: TestCase,
+    project: ir.Project,
+    locale: str,
+    today: date,
+    report: Report,
+    backend: OrderBackend | None = None,
 ) -> Outcome:
+    """One case in one locale, on `backend` (default: fresh demo orders, so cases don't see
+    each other's cancellations)."""
     outcome = Outcome(case, locale)
     conv = Conversation(
         project,
-        DemoBackend(today),
+        backend if backend is not None else DemoBackend(today),
         locale=locale,
         context=case.context,
         today=today,
         clock=lambda: 0.0,
         failing_actions=case.failing_actions | {a + THROTTLED for a in case.throttled_actions},
+        action_results=case.action_results,
+        call_apis=False,
     )
     turn = await conv.start(case.flow)
     record(turn, conv, locale, report, outcome, "start")
+    if outcome.failures:
+        return outcome
     for index, (item, line) in enumerate(zip(case.steps, case.step_lines, strict=True)):
         assert conv.state is not None
         if "expect" in item:
@@ -270,6 +321,12 @@ def record(
     turn: Turn, conv: Conversation, locale: str, report: Report, outcome: Outcome, where: str
 ) -> None:
     report.visited.update(turn.visited)
+    for action in conv.unscripted:
+        outcome.failures.append(
+            f"{where}: {action} was called, but the test does not say what it answers "
+            f"(add `action_results: {{{action}: {{outcome: ok, data: ...}}}}`)"
+        )
+    conv.unscripted.clear()
     for e in turn.events:
         if e["type"] in ("flow_started", "flow_linked"):
             report.entered.add((e["flow"], locale))
