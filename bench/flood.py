@@ -29,6 +29,7 @@ from pathlib import Path
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVE = [sys.executable, "-m", "flowengine", "serve", "--memory", "--log-level", "error"]
 
 
 def _port() -> int:
@@ -114,7 +115,7 @@ def main() -> int:
 
     port = _port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "flowengine", "serve", "--port", str(port), "--log-level", "error"],
+        [*SERVE, "--port", str(port)],
         cwd=ROOT,
     )
     try:

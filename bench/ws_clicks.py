@@ -1,12 +1,14 @@
 """Benchmark: clicks per second and latency over real WebSockets, against a bare echo socket.
 
-Starts `flowengine serve` (embedded store, or `--redis-url`) and, as a baseline in the same run,
+Starts `flowengine serve` (the embedded store in memory, in a SQLite file with `--data-dir`, or
+Redis with `--redis-url`) and, as a baseline in the same run,
 a bare Starlette echo WebSocket on the same uvicorn settings. N concurrent clients then click
 through the size guide (menu -> answer -> "another category" -> ...), each waiting for the ack
 of one click before the next, for a fixed time. Prints clicks/s, p50/p99 latency (send -> ack),
 the ratio to the echo baseline, and the server's memory per idle socket.
 
-    python bench/ws_clicks.py [--sessions 50] [--seconds 10] [--idle 500] [--redis-url URL]
+    python bench/ws_clicks.py [--sessions 50] [--seconds 10] [--idle 500]
+                              [--data-dir DIR | --redis-url URL]
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--data-dir", default=None, help="the embedded store in a file there")
     args = parser.parse_args()
 
     fe_port, echo_port = _port(), _port()
@@ -172,9 +175,15 @@ async def main() -> None:
         "1000000",
         "--max-sockets-per-ip",
         "100000",
+        "--new-sessions-per-minute",
+        "1000000",
     ]
     if args.redis_url:
         cmd += ["--redis-url", args.redis_url]
+    elif args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    else:
+        cmd += ["--memory"]
     fe = subprocess.Popen(cmd, cwd=ROOT)
     echo = subprocess.Popen(
         [
@@ -203,7 +212,7 @@ async def main() -> None:
         echo.terminate()
         fe.wait()
         echo.wait()
-    store = "redis" if args.redis_url else "embedded store"
+    store = "redis" if args.redis_url else "SQLite" if args.data_dir else "memory"
     print(f"{args.sessions} concurrent sessions, {args.seconds:.0f} s each, {os.cpu_count()} cores")
     print(
         f"flowengine ({store}): {fe_rate:8,.0f} clicks/s  p50 {_pct(fe_lat, 50):6.2f} ms  "

@@ -67,7 +67,9 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
     ("shopper", "in", "restart"): _shape("shopper", "in", "type id"),
     ("shopper", "in", "ping"): _shape("shopper", "in", "type"),
     ("shopper", "in", "typing"): _shape("shopper", "in", "type"),
-    ("shopper", "out", "session"): _shape("shopper", "out", "type session resumed expired"),
+    ("shopper", "out", "session"): _shape(
+        "shopper", "out", "type session resumed expired", "reset"
+    ),
     ("shopper", "out", "ack"): _shape("shopper", "out", "type id seq duplicate"),
     ("shopper", "out", "error"): _shape("shopper", "out", "type code message", "id"),
     ("shopper", "out", "pong"): _shape("shopper", "out", "type"),
@@ -174,8 +176,13 @@ def transcript(result: m.Result, before: m.State, extra: Iterable[Frame] = ()) -
 # -- the shopper socket (not stored) ------------------------------------------------------------
 
 
-def session(sid: str, *, resumed: bool, expired: bool) -> Frame:
-    return {"type": "session", "session": sid, "resumed": resumed, "expired": expired}
+def session(sid: str, *, resumed: bool, expired: bool, reset: bool = False) -> Frame:
+    """`reset`: the client's last_seq is past what is stored (a failover lost events it had
+    shown): it forgets what it showed, and the whole transcript follows."""
+    frame: Frame = {"type": "session", "session": sid, "resumed": resumed, "expired": expired}
+    if reset:
+        frame["reset"] = True
+    return frame
 
 
 def ack(action_id: str, seq: int, *, duplicate: bool) -> Frame:

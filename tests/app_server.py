@@ -21,7 +21,7 @@ import uvicorn
 
 from flowengine.server.app import create_app
 from flowengine.server.config import ServerConfig
-from flowengine.server.http_limits import header_timeout_protocol
+from flowengine.server.http_limits import guarded_websocket_protocol, header_timeout_protocol
 from flowengine.server.runtime import Runtime
 from tests.redis_server import free_port
 from tests.server_process import Listening
@@ -61,7 +61,7 @@ class AppServer(Listening):
                 self.app,
                 host="127.0.0.1",
                 port=self.port,
-                ws="websockets-sansio",
+                ws=guarded_websocket_protocol(config.header_timeout),
                 ws_per_message_deflate=False,
                 lifespan="on",
                 log_level="warning",

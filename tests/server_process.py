@@ -42,9 +42,19 @@ class Listening:
 
 class ServerProcess(Listening):
     def __init__(
-        self, *args: str, flows: Path | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        flows: Path | None = None,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """`data_dir`: the embedded store keeps its file there (a restarted process on the same
+        one resumes); without it (and without `--redis-url`), `--memory`: nothing is written."""
         self.port = free_port()
+        if data_dir is not None:
+            args = ("--data-dir", str(data_dir), *args)
+        elif "--redis-url" not in args and "--data-dir" not in args:
+            args = ("--memory", *args)
         self.args = args
         self.flows = flows or ROOT / "flows"
         self.env = {**os.environ, **(env or {})}
@@ -109,6 +119,13 @@ class ServerProcess(Listening):
     def signal(self, sig: int = signal.SIGHUP) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the process ends at once, with no shutdown of any kind (a crash)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.stop()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

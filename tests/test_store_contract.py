@@ -1,12 +1,14 @@
-"""One contract, two stores: the embedded MemoryStore and RedisStore on a real redis-server.
+"""One contract, three stores: the embedded MemoryStore and SqliteStore (a file in a fresh
+temporary dir), and RedisStore on a real redis-server.
 
-Expiry: the memory store reads the clock it is given, which the tests move; Redis expires keys
-by its own clock, so there the tests use short TTLs and wait until the key is gone."""
+Expiry: the embedded stores read the clock they are given, which the tests move; Redis expires
+keys by its own clock, so there the tests use short TTLs and wait until the key is gone."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from flowengine.store import Store, StoreUnavailable
 from flowengine.store.memory import MemoryStore
 from flowengine.store.redis import RedisStore
+from flowengine.store.sqlite import SqliteStore
 from tests.app_server import Clock
 from tests.server_process import eventually
 
@@ -23,10 +26,14 @@ def clock() -> Clock:
     return Clock(1_000.0)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Store]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(
+    request: pytest.FixtureRequest, clock: Clock, tmp_path: Path
+) -> AsyncIterator[Store]:
     if request.param == "memory":
         s: Store = MemoryStore(clock)
+    elif request.param == "sqlite":
+        s = SqliteStore(tmp_path / "data", clock)
     else:
         server = request.getfixturevalue("redis_server")
         server.flush()
@@ -71,6 +78,17 @@ async def test_stale_revision_conflicts_and_writes_nothing(store: Store) -> None
     # The conflicting action id was not recorded: a retry on the right revision applies.
     c = await store.commit("s", 2, {"v": 2}, [ev(3)], action_id="late", ttl=60, now=0)
     assert c.outcome == "ok"
+
+
+async def test_events_that_do_not_follow_the_stored_seq_are_refused(store: Store) -> None:
+    """A view numbered from an old seq (a stale cache after a failover) on the right revision:
+    refused as a conflict, so the transcript never gets a gap or a repeat."""
+    await store.commit("s", 0, {}, [ev(1), ev(2)], action_id=None, ttl=60, now=0)
+    for wrong in (ev(2), ev(4)):
+        c = await store.commit("s", 1, {"v": "stale"}, [wrong], action_id="a", ttl=60, now=0)
+        assert (c.outcome, c.seq) == ("conflict", 2)
+    assert [e["seq"] for e in await store.replay("s", 0)] == [1, 2]
+    assert (await store.commit("s", 1, {}, [ev(3)], action_id="a", ttl=60, now=0)).outcome == "ok"
 
 
 async def test_an_action_id_is_applied_once(store: Store) -> None:
@@ -291,6 +309,18 @@ async def test_failures_are_counted_per_key_within_a_window(store: Any, clock: C
     await eventually(lambda: _counts(store, ["user:ann", "addr:1.2.3.4"], [0, 0]), timeout=2)
     await store.add_failure(["user:ann"], window=60)
     assert await store.failures(["user:ann"]) == [1]
+
+
+async def test_a_failure_is_counted_and_answered_at_once_and_can_be_taken_back(
+    store: Any,
+) -> None:
+    counts = await asyncio.gather(*(store.add_failure(["k"], window=60) for _ in range(20)))
+    assert sorted(c[0] for c in counts) == list(range(1, 21))  # each attempt its own count
+    assert await store.add_failure(["k", "other"], window=60) == [21, 1]
+    await store.forgive(["k", "other", "missing"])
+    assert await store.failures(["k", "other", "missing"]) == [20, 0, 0]
+    await store.forgive(["other"])  # never below zero
+    assert await store.failures(["other"]) == [0]
 
 
 async def _counts(store: Any, keys: list[str], expected: list[int]) -> bool:

@@ -402,3 +402,49 @@ async def test_a_long_page_title_is_cut_between_characters(pages: Pages, tmp_pat
         assert record is not None
         state = m.State.from_json(record.state)
         assert state.context["page"]["title"] == "a" * 199
+
+
+async def test_a_widget_ahead_of_the_store_after_a_failover_shows_the_replay(
+    pages: Pages, redis_server: Any
+) -> None:
+    """The store lost a click the widget had shown (a failover): on reconnecting the server says
+    `reset`, the widget forgets what it showed and shows the stored transcript, and the events
+    that reuse the lost seqs are shown, not skipped."""
+    import redis.asyncio as aioredis
+
+    redis_server.flush()
+    config = ServerConfig(redis_url=redis_server.url)
+    page = await pages.new()
+    await page.clock.install()
+    raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    server = await AppServer(config).start()
+    try:
+        await page.goto(server.http + "/")
+        await page.get_by_role("button", name="Open chat").click()
+        await expect(page.get_by_role("button", name="Track my order")).to_be_visible()
+        sid = await page.evaluate(
+            "() => Object.keys(localStorage).filter(k => k.endsWith(':session'))"
+            ".map(k => localStorage.getItem(k))[0]"
+        )
+        snapshot = await raw.hgetall(f"fe:{{{sid}}}:s")
+        await page.get_by_role("button", name="Track my order").click()
+        await expect(page.get_by_label("Your message")).to_be_enabled()
+        await server.stop()
+        await raw.hset(f"fe:{{{sid}}}:s", mapping=snapshot)  # the click is lost
+        await raw.ltrim(f"fe:{{{sid}}}:log", 0, int(snapshot["seq"]) - 1)
+        await raw.delete(f"fe:{{{sid}}}:act")  # lost with the rest
+        # Mark what the page shows now: after the reset none of it may be left.
+        await page.evaluate(
+            "() => document.querySelector('flowengine-chat').shadowRoot"
+            ".querySelectorAll('.msg').forEach(m => m.setAttribute('data-old', ''))"
+        )
+        server = await AppServer(config, port=server.port).start()
+        await page.clock.fast_forward(11_000)
+        await expect(page.locator("flowengine-chat .msg[data-old]")).to_have_count(0)
+        await expect(page.locator("flowengine-chat .msg").first).to_be_visible()
+        # The widget resends the click it had no ack for (applied now: the store lost it), or
+        # the shopper clicks again; either way its events (which reuse the lost seqs) show.
+        await expect(page.get_by_text("Track my order", exact=True)).to_have_count(1)
+    finally:
+        await raw.aclose()
+        await server.stop()

@@ -708,7 +708,8 @@
         var f;
         try { f = JSON.parse(m.data); } catch (e) { return; }
         if (f.type === "session") {
-          if (f.session !== store.get("session") || fresh) { log.textContent = ""; reset(); }
+          // reset: the server lost events this page showed (a failover); the whole transcript follows.
+          if (f.session !== store.get("session") || fresh || f.reset) { log.textContent = ""; reset(); }
           fresh = false;
           store.set("session", f.session);
           everConnected = true;

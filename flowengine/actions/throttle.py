@@ -35,7 +35,9 @@ class FailureCounts(Protocol):
 
     async def failures(self, keys: list[str]) -> list[int]: ...
 
-    async def add_failure(self, keys: list[str], window: float) -> None: ...
+    async def add_failure(self, keys: list[str], window: float) -> list[int]: ...
+
+    async def forgive(self, keys: list[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +80,19 @@ class ThrottledActions:
             return await self.inner.perform(call, address)
         keys = self.keys(call.args.get("number"), address)
         try:
-            counts = await self.counts.failures(list(keys))
-        except Exception:  # the counters cannot be read: refuse rather than check unthrottled
+            # Counted before the backend is asked, taken back unless it says not_found: a
+            # hundred checks at once get counts 1..100, not a hundred reads under the limit.
+            counts = await self.counts.add_failure(list(keys), self.limits.window)
+        except Exception:  # the counters cannot be reached: refuse rather than check unthrottled
             log.exception("order-check throttle: failure counts unavailable")
             return m.ActionResult(call.call_id, "error", {"reason": "throttle_unavailable"})
-        if any(n >= limit for n, limit in zip(counts, keys.values(), strict=True)):
+        if any(n > limit for n, limit in zip(counts, keys.values(), strict=True)):
             log.info("action %s throttled", call.action)
             return m.ActionResult(call.call_id, "throttled", None)
         result = await self.inner.perform(call, address)
-        if result.outcome == "not_found" and keys:
+        if result.outcome != "not_found" and keys:
             try:
-                await self.counts.add_failure(list(keys), self.limits.window)
+                await self.counts.forgive(list(keys))
             except Exception:  # the shopper still gets the answer the backend gave
-                log.exception("order-check throttle: could not count a failure")
+                log.exception("order-check throttle: could not take back a counted check")
         return result

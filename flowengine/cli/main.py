@@ -14,6 +14,7 @@ from ..language.diagnostics import sort_key
 DEFAULT_FLOWS = "flows"
 DEFAULT_HANDOFF_CONFIG = "handoff.yaml"
 DEFAULT_AGENTS_FILE = "agents.json"
+DEFAULT_DATA_DIR = "data"
 
 # Path options default to None, which means "not given": a default path may be absent (the
 # built-in defaults are used then), a path named on the command line must exist.
@@ -156,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..server.http_limits import HeaderTimeoutProtocol
+    from ..server.http_limits import GuardedWebSocketProtocol, HeaderTimeoutProtocol
 
     result = load_project([args.flows])
     if not result.ok:
@@ -178,15 +179,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     redis_url = args.redis_url or os.environ.get("FLOWENGINE_REDIS_URL") or None
     if args.workers > 1 and not redis_url:
         print(
-            "--workers above 1 needs --redis-url: each worker of the embedded store would "
-            "keep its own sessions",
+            "--workers above 1 needs --redis-url: the embedded store (a file in --data-dir, or "
+            "memory) belongs to one process; each worker would keep its own sessions",
             file=sys.stderr,
         )
         return 2
+    if args.memory and args.data_dir is not None:
+        print("--memory keeps nothing on disk: give it or --data-dir, not both", file=sys.stderr)
+        return 2
+    # Without Redis, the embedded store: a file in the data dir, or (--memory) nothing kept.
+    data_dir = None if redis_url or args.memory else (args.data_dir or DEFAULT_DATA_DIR)
     origins = args.allowed_origins or os.environ.get("FLOWENGINE_ALLOWED_ORIGINS", "")
     options = {
         "flows_dir": args.flows,
         "redis_url": redis_url,
+        "redis_password_file": args.redis_password_file,
+        "redis_wait_replicas": args.redis_wait_replicas,
+        "redis_wait_timeout": args.redis_wait_timeout,
+        "data_dir": data_dir,
         "allowed_origins": [o.strip().rstrip("/") for o in origins.split(",") if o.strip()],
         "session_ttl": args.session_ttl,
         "orders_api": args.orders_api or os.environ.get("FLOWENGINE_ORDERS_API") or None,
@@ -220,6 +230,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem := _backend_problem(args, options["orders_api"]):
         print(f"the order backend cannot be used: {problem}", file=sys.stderr)
         return 2
+    if data_dir is not None and (problem := _data_dir_problem(data_dir)):
+        print(f"--data-dir: {problem}", file=sys.stderr)
+        return 2
     os.environ["FLOWENGINE_SERVER_CONFIG"] = json.dumps(options)
     uvicorn.run(
         "flowengine.server.app:app_from_env",
@@ -227,7 +240,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        ws="websockets-sansio",
+        # websockets (sans-I/O), with a handshake deadline and a rate for pings and pongs,
+        # which the protocol answers without the app seeing them.
+        ws=GuardedWebSocketProtocol,
         ws_per_message_deflate=False,
         # Frames up to 1 MiB reach the app, which refuses those over its own limit with an
         # error frame instead of a dropped connection.
@@ -244,6 +259,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _data_dir_problem(data_dir: str) -> str | None:
+    """Why the embedded store cannot be kept in `data_dir` (a file in the way, no permission,
+    a damaged file, another process on it), found before any port is opened; None when it can.
+    Creates the directory and the store's file when they are missing."""
+    import asyncio
+
+    from ..store.sqlite import DataDirError, SqliteStore
+
+    try:
+        store = SqliteStore(data_dir)
+    except DataDirError as e:
+        return str(e)
+    asyncio.run(store.close())
+    return None
 
 
 def _backend_problem(args: argparse.Namespace, orders_api: str | None) -> str | None:
@@ -355,6 +386,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url",
         default=None,
         help="Redis for sessions (env FLOWENGINE_REDIS_URL); none: embedded store",
+    )
+    p.add_argument(
+        "--redis-password-file",
+        default=None,
+        metavar="PATH",
+        help="the Redis password, kept off the command line (else env FLOWENGINE_REDIS_PASSWORD, "
+        "else the URL's)",
+    )
+    p.add_argument(
+        "--redis-wait-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="acknowledge a click once N replicas have it (WAIT); default 1 for Sentinel and "
+        "Cluster URLs, 0 for one server",
+    )
+    p.add_argument(
+        "--redis-wait-timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long a commit waits for its replicas (default 1)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="where the embedded store keeps sessions, transcripts, the handoff queue, tickets "
+        "and analytics across restarts (created if missing; default: ./data); not with Redis",
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="keep the embedded store in memory: nothing survives a restart (tests, demos)",
     )
     p.add_argument(
         "--allowed-origins",

@@ -315,9 +315,10 @@ async def _agent_socket(ws: WebSocket, runtime: Runtime, ip: str) -> None:
     login = await _authenticate(ws, runtime)
     conn = AgentSocket(ws, runtime, *login) if login is not None else None
     if conn is None:
+        runtime.agent_limits.strike(ip)  # a stream of these cools the address down
         with contextlib.suppress(Exception):
             await ws.send_json(frames.error("unauthorized", "log in again"))
-            await ws.close(code=1008)
+        await hang_up(ws, 1008)  # nothing more is read from a socket that did not log in
         return
     config = runtime.handoff_config
     await conn.send(frames.welcome(conn.account.public(), config.teams, config.canned, config.mode))

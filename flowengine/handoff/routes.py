@@ -69,7 +69,7 @@ async def _body(request: Request, limit: int) -> bytes | None:
 async def login(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     ip = request.client.host if request.client else "-"
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         # Also what a cross-site form or text/plain POST would send: refused before anything.
         return JSONResponse({"error": "send JSON (Content-Type: application/json)"}, 415)
     raw = await _body(request, LOGIN_BODY_LIMIT)

@@ -223,8 +223,10 @@ class HandoffService:
         `Throttled` after too many recent failures for that username or from that address
         (counted in the store, so every instance agrees; successes do not count)."""
         keys = [f"user:{username}", f"addr:{address}"]
-        by_user, by_address = await self.store.failures(keys)
-        if by_user >= LOGIN_FAILURES_PER_USER or by_address >= LOGIN_FAILURES_PER_ADDRESS:
+        # Counted as a failure before the password is checked, and taken back if it is right:
+        # a hundred guesses at once get counts 1..100, not a hundred reads of "under the limit".
+        by_user, by_address = await self.store.add_failure(keys, LOGIN_WINDOW)
+        if by_user > LOGIN_FAILURES_PER_USER or by_address > LOGIN_FAILURES_PER_ADDRESS:
             raise Throttled(username)
         account = await asyncio.to_thread(self.accounts.get, username)
         # An unknown username costs the same KDF run as a wrong password: the answer's timing
@@ -232,8 +234,8 @@ class HandoffService:
         stored = account.password_hash if account is not None else await _dummy_hash()
         ok = await asyncio.to_thread(verify_password, password, stored) and account is not None
         if not ok or account is None:
-            await self.store.add_failure(keys, LOGIN_WINDOW)
             return None
+        await self.store.forgive(keys)
         token = secrets.token_urlsafe(32)
         await self.store.put_token(token_hash(token), account.username, TOKEN_TTL)
         return token, account

@@ -25,7 +25,7 @@ from jinja2 import ChainableUndefined, meta, nodes, pass_environment, pass_eval_
 from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.filters import FILTERS
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 # The limits (docs/flow-language.md, "Limits in templates"). The largest shipped message is under
 # 600 bytes; 4,000 characters of Thai are 12 KB, which still fits the widget's 16 KiB frames.
@@ -145,14 +145,61 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return operator.mul(left, right)
         if operator_ == "%" and isinstance(left, str):
             _check_printf(left)
+            if _printf_size(left, right) > MAX_RENDERED:
+                raise SecurityError(f"format would build more than {MAX_RENDERED:,} characters")
         return super().call_binop(context, operator_, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        """`'...'.format` and `.format_map`, refused before they run when a width is too wide."""
+        """`'...'.format` and `.format_map`: refused before they run when a width is too wide,
+        and stopped as they run once the text passes MAX_RENDERED (a format repeating a field,
+        `('{0}' * 1000).format(long)`, multiplies what it is given)."""
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_format(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+        _check_format(fmt)
+        if type(fmt) is not str:
+            return wrapped  # Markup and other str types keep Jinja's own formatter
+        is_map = value.__name__ == "format_map"
+        env = self
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                return str(_BoundedFormatter(env).vformat(fmt, (), args[0]))
+            return str(_BoundedFormatter(env).vformat(fmt, args, kwargs))
+
+        return bounded
+
+
+class _BoundedFormatter(SandboxedFormatter):
+    """Jinja's sandboxed formatter, counting what it has formatted: past MAX_RENDERED
+    characters it stops, before building more."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.size = 0
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        out = super().format_field(value, format_spec)
+        self.size += len(out)
+        if self.size > MAX_RENDERED:
+            raise SecurityError(f"format would build more than {MAX_RENDERED:,} characters")
+        return out
+
+
+def _printf_size(fmt: str, values: Any) -> int:
+    """At most how long `fmt % values` can be: the format, and for each conversion the longest
+    value (or the largest width, if longer). Known before it runs."""
+    if isinstance(values, Mapping):
+        items = list(values.values())
+    elif isinstance(values, tuple):
+        items = list(values)
+    else:
+        items = [values]
+    longest = max((len(str(v)) if isinstance(v, str) else 32 for v in items), default=0)
+    return len(fmt) + fmt.count("%") * max(longest, MAX_WIDTH)
 
 
 def _size(seq: str | list[Any] | tuple[Any, ...]) -> int:

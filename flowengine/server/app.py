@@ -41,12 +41,17 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the store takes a write (Redis: a SET with a short TTL, which a replica or a
+    primary demoted in place refuses); else 503 naming the problem (`store_problem`: auth_failed,
+    tls, read_only, unreachable, error)."""
     runtime: Runtime = request.app.state.runtime
-    store_ok = await runtime.store.ping()
+    problem = await runtime.store_problem()
+    store_ok = problem is None
     body = {
         "status": "ready" if store_ok else "unavailable",
         "store": runtime.store.kind,
         "store_reachable": store_ok,
+        "store_problem": problem,
         "flows_version": runtime.flows.current.version if runtime.flows.current else None,
     }
     return JSONResponse(body, status_code=200 if store_ok else 503)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..actions.backends import BackendSettings
 
@@ -43,6 +44,16 @@ class ServerConfig:
     # waiting for it is dropped), so one that floods and never reads pins no memory.
     send_timeout: float = 10.0
     redis_max_connections: int = 32
+    # The Redis password kept off the command line: from this file (first line), else from
+    # FLOWENGINE_REDIS_PASSWORD, else the URL's. After each commit, WAIT until this many
+    # replicas have it (within `redis_wait_timeout` s) before acknowledging it; None: 1 for
+    # redis+sentinel:// and redis+cluster:// URLs, 0 (no WAIT) for one server.
+    redis_password_file: str | None = None
+    redis_wait_replicas: int | None = None
+    redis_wait_timeout: float = 1.0
+    # Without Redis: the embedded store keeps everything in a file in this directory (kept
+    # across restarts; `flowengine serve` defaults it to ./data), or, when None, in memory.
+    data_dir: str | None = None
     orders_api: str | None = field(
         default_factory=lambda: os.environ.get("FLOWENGINE_ORDERS_API") or None
     )
@@ -75,6 +86,16 @@ class ServerConfig:
     keep_alive_timeout: int = 5
     body_timeout: float = 10.0
     max_body_bytes: int = 64 * 1024
+
+    def redis_options(self) -> dict[str, Any]:
+        """What the Redis store takes besides its URL (store.redis.RedisStore)."""
+        from ..store.redis_topology import read_password
+
+        return {
+            "password": read_password(self.redis_password_file),
+            "wait_replicas": self.redis_wait_replicas,
+            "wait_timeout": self.redis_wait_timeout,
+        }
 
     def backend_settings(self) -> BackendSettings:
         return BackendSettings(

@@ -64,6 +64,7 @@ Verdict = Literal["pass", "answer", "drop", "close"]
 
 ANSWER_EVERY = 1.0  # seconds: at most one rate_limited answer per socket in this long
 FLOOD_WINDOW = 10.0  # seconds over which dropped frames are counted towards closing
+STRIKES_PER_MINUTE = 20  # e.g. console sockets without a valid login, per address
 
 
 @dataclass
@@ -138,6 +139,7 @@ class ClientLimits:
         self._sockets: dict[str, int] = {}
         self._new_sessions: dict[str, TokenBucket] = {}
         self._cooling: dict[str, float] = {}  # address -> may open sockets again at
+        self._strikes: dict[str, TokenBucket] = {}
 
     def open(self, ip: str) -> bool:
         if self._sockets.get(ip, 0) >= self.max_sockets or self.cooling(ip):
@@ -172,6 +174,22 @@ class ClientLimits:
             ip, TokenBucket(per_second, max(1.0, self.sessions_per_minute), stamp=now)
         )
         return bucket.take(now)
+
+    def strike(self, ip: str) -> None:
+        """Something `ip` should not keep doing (a console socket with no valid login): more
+        than `STRIKES_PER_MINUTE` a minute and it cools down as after a flood."""
+        now = self.clock()
+        if len(self._strikes) > 10_000:
+            self._strikes = {
+                k: b
+                for k, b in self._strikes.items()
+                if 0 <= b.tokens + (now - b.stamp) * b.rate < b.burst
+            }
+        bucket = self._strikes.setdefault(
+            ip, TokenBucket(STRIKES_PER_MINUTE / 60, STRIKES_PER_MINUTE, stamp=now)
+        )
+        if not bucket.take(now):
+            self.flooded(ip)
 
     def flooded(self, ip: str) -> None:
         """A socket of `ip` was closed for flooding: refuse its new sockets for a while."""

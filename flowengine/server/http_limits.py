@@ -24,8 +24,12 @@ import logging
 import os
 from typing import Any
 
+import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .guard import TokenBucket
 
 log = logging.getLogger("flowengine.http")
 
@@ -33,6 +37,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 DEFAULT_BODY_TIMEOUT = 10.0
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024  # a request line and its headers
 
 
 @functools.cache
@@ -62,6 +67,7 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.header_timeout if self.header_timeout is not None else _header_timeout_from_env()
         )
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes, self._header_tail, self._header_end_seen = 0, b"", False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -71,9 +77,37 @@ class HeaderTimeoutProtocol(H11Protocol):
         cycle = self.cycle
         if self._header_timer is None and (cycle is None or cycle.response_complete):
             self._arm_header_timer()  # the first byte of the next request
+        waiting = self._header_timer is not None and self.conn.their_state is h11.IDLE
+        if waiting and self._headers_too_large(data):  # (not a refused body still coming)
+            return
         super().data_received(data)
         if self.cycle is not cycle:
             self._disarm_header_timer()  # its headers are in: a new request is running
+
+    def _headers_too_large(self, data: bytes) -> bool:
+        """Count what arrives until a request's headers end; past `MAX_HEADER_BYTES`, answer
+        431 and close (h11 bounds only what it holds incomplete: headers that arrive in a few
+        large reads were not bounded at all)."""
+        if self._header_end_seen:
+            return False
+        end = (self._header_tail + data).find(b"\r\n\r\n")
+        if end >= 0:
+            self._header_end_seen = True
+            counted = self._header_bytes + end - len(self._header_tail) + 4
+        else:
+            counted = self._header_bytes + len(data)
+            self._header_tail = (self._header_tail + data)[-3:]
+        self._header_bytes = counted
+        if counted <= MAX_HEADER_BYTES:
+            return False
+        self._disarm_header_timer()
+        if not self.transport.is_closing():
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+        return True
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
@@ -98,6 +132,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
+        self._header_bytes, self._header_tail, self._header_end_seen = 0, b"", False
         self._header_timer = self.loop.call_later(self._header_deadline, self._header_timed_out)
 
     def _disarm_header_timer(self) -> None:
@@ -110,6 +145,92 @@ class HeaderTimeoutProtocol(H11Protocol):
         if self.transport is not None and not self.transport.is_closing():
             log.debug("closed a connection that sent no complete request headers in time")
             self.transport.close()
+
+
+PING_RATE, PING_BURST = 2.0, 10  # WebSocket control frames (ping, pong) a second, per socket
+PING_FLOOD = 50  # control frames over the rate that drop the connection
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol with the limits the app cannot apply itself.
+
+    * The handshake must be done within the header timeout. (A request the WebSocket parser
+      refuses, such as one header line over 8 KiB, was answered by nothing and held the
+      connection for ever: it is dropped at once.)
+    * Pings and pongs are answered by the protocol, never seen by the app, so the app's frame
+      rate cannot cover them: they have their own (`PING_RATE`, bursts of `PING_BURST`; a
+      browser sends none, uvicorn's own keep-alive needs one pong in 20 s). One over the rate
+      is not answered; `PING_FLOOD` of them drop the connection.
+    """
+
+    header_timeout: float | None = None  # None: the server config in the environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._control = TokenBucket(PING_RATE, PING_BURST)
+        self._control_dropped = 0
+        self._handshake_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        timeout = (
+            self.header_timeout if self.header_timeout is not None else _header_timeout_from_env()
+        )
+        self._handshake_timer = self.loop.call_later(timeout, self._handshake_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.parser_exc is not None and not self.handshake_complete:
+            log.debug("dropped a WebSocket handshake the parser refused")
+            self._drop()
+
+    def handle_connect(self, event: Any) -> None:
+        self._stop_handshake_timer()
+        super().handle_connect(event)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A refusal (429) is a finished handshake: uvicorn would log an ERROR
+            # ("returned without completing handshake") for each one.
+            self.handshake_complete = True
+
+    def handle_ping(self) -> None:
+        if self._admit_control():
+            super().handle_ping()
+
+    def handle_pong(self, event: Any) -> None:
+        if self._admit_control():
+            super().handle_pong(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_handshake_timer()
+        super().connection_lost(exc)
+
+    def _admit_control(self) -> bool:
+        if self._control.take():
+            return True
+        self._control_dropped += 1
+        if self._control_dropped >= PING_FLOOD:
+            log.warning("dropped a WebSocket client flooding pings")
+            self._drop()
+        return False
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if not self.handshake_initiated:
+            log.debug("dropped a WebSocket connection whose handshake did not come in time")
+            self._drop()
+
+    def _stop_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _drop(self) -> None:
+        self._stop_handshake_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
 
 
 def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
@@ -208,3 +329,11 @@ async def _refuse(send: Send, refused: _Refused) -> None:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def guarded_websocket_protocol(seconds: float) -> type[GuardedWebSocketProtocol]:
+    """`GuardedWebSocketProtocol` with a fixed handshake timeout (for a uvicorn in this
+    process)."""
+    return type(
+        "GuardedWebSocketProtocol", (GuardedWebSocketProtocol,), {"header_timeout": seconds}
+    )

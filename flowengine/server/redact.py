@@ -20,7 +20,11 @@ _EMAIL = re.compile(
     r"[^\s@<>\"'&=?/:;,()\[\]]{1,64}" + _AT + r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
     r"\.[A-Za-z]{2,24}"
 )
-_NUMBER = re.compile(r"(?<![\w.:/-])#?\d{4,}(?![\w.:/-])")
+# Four or more digits, not part of a word, a decimal, a version, a time or a path; a dot or an
+# underscore after them ends a sentence or a parameter, it does not hide them.
+_NUMBER = re.compile(r"(?<![A-Za-z0-9.:/-])#?\d{4,}(?![A-Za-z0-9:/-]|\.\d)")
+# A percent-encoded @ or dot in a URL, read as what it stands for before masking.
+_ENCODED = re.compile(r"%(40|2[eE])")
 # key=value and "key": "value" for secrets (query strings, JSON, headers), and Bearer tokens.
 _SECRET = re.compile(
     r"""(?i)(\b(?:[a-z_]{0,24}token|user_hash|password|passwd|secret)["']?\s*[:=]\s*["']?)"""
@@ -42,7 +46,9 @@ def redact(text: str) -> str:
     text = _AUTH.sub(r"\1 <secret>", text)
     text = _URL_PASSWORD.sub(r"\1<secret>@", text)
     text = _PARAM.sub(r"\1…", text)
-    if "@" in text or "%40" in text:
+    if "%" in text:
+        text = _ENCODED.sub(lambda m: "@" if m[1] == "40" else ".", text)
+    if "@" in text:
         text = _EMAIL.sub("<email>", text)
     return _NUMBER.sub("#…", text)
 
@@ -79,6 +85,16 @@ def _access_shaped(record: logging.LogRecord) -> bool:
     )
 
 
+def _frame_line(record: logging.LogRecord) -> bool:
+    """The websockets library's debug line for each frame ("< TEXT '…' [n bytes]"): what a
+    shopper or an agent sent or got, cut at 75 characters wherever that falls."""
+    return (
+        record.levelno <= logging.DEBUG
+        and isinstance(record.msg, str)
+        and record.msg[:2] in ("< ", "> ")
+    )
+
+
 def _is_server(record: logging.LogRecord) -> bool:
     return isinstance(record.name, str) and record.name.split(".")[0] == "uvicorn"
 
@@ -106,6 +122,10 @@ class RedactingFilter(logging.Filter):
         return True
 
     def _mask(self, record: logging.LogRecord) -> None:
+        if _frame_line(record):  # a shortened frame may cut a field's name from its value
+            direction = str(record.msg)[0]
+            record.msg, record.args = f"{direction} a WebSocket frame (not logged)", ()
+            return
         try:
             message = record.getMessage()
         except Exception:  # a format that does not fit its arguments: log both, as text

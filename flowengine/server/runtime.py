@@ -23,10 +23,12 @@ from ..actions.orders import OrderBackend
 from ..actions.perform import BackendActions
 from ..actions.throttle import Limits, ThrottledActions
 from ..handoff import config as handoff_config
-from ..handoff.accounts import open_accounts
+from ..handoff.accounts import AccountBook, RedisAccounts, open_accounts
 from ..handoff.service import HandoffService
 from ..handoff.webhooks import Webhooks
 from ..store import Store, open_store
+from ..store.redis_topology import safe as safe_url
+from ..store.sqlite import database_path
 from .analytics import Analytics
 from .config import ServerConfig
 from .connection import Follower
@@ -84,6 +86,17 @@ async def _quietly(coro: Any) -> None:
         await coro
 
 
+def _accounts(config: ServerConfig) -> AccountBook:
+    """The agent accounts: in the same Redis (any topology, the same password) as the store."""
+    if not config.redis_url:
+        return open_accounts(None, config.agents_file)
+    from ..store.redis_topology import sync_client
+
+    book = RedisAccounts.__new__(RedisAccounts)  # its own constructor knows plain URLs only
+    book._r = sync_client(config.redis_url, password=config.redis_options()["password"])
+    return book
+
+
 class Runtime:
     def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
         """`clock` is the wall clock every service reads (tests move it instead of sleeping);
@@ -91,7 +104,11 @@ class Runtime:
         self.config = config
         self.clock = clock
         self.store = open_store(
-            config.redis_url, max_connections=config.redis_max_connections, clock=clock
+            config.redis_url,
+            data_dir=config.data_dir,
+            max_connections=config.redis_max_connections,
+            clock=clock,
+            redis_options=config.redis_options(),
         )
         self.tasks = Tasks()
         self.flows = FlowRegistry(
@@ -138,7 +155,7 @@ class Runtime:
             self.store,
             self.sessions,
             self.handoff_config,
-            open_accounts(config.redis_url, config.agents_file),
+            _accounts(config),
             self.webhooks,
             ttl=config.session_ttl,
             clock=clock,
@@ -151,11 +168,13 @@ class Runtime:
         project = self.flows.load()  # raises with the validator's errors: never serve broken flows
         if problem := environment_problem(project):  # a declared action's header needs it
             raise ValueError(problem)
-        kind = (
-            "Redis at " + _safe_url(self.config.redis_url)
-            if self.config.redis_url
-            else "the embedded in-process store (one process; nothing survives a restart)"
-        )
+        if self.config.redis_url:
+            kind = "Redis at " + safe_url(self.config.redis_url)
+        elif self.config.data_dir is not None:
+            path = database_path(self.config.data_dir).resolve()
+            kind = f"the embedded store in {path} (one process; kept across restarts)"
+        else:
+            kind = "the embedded in-process store (one process; nothing survives a restart)"
         log.info(
             "flowengine serving flows version %s on %s; orders from the %s backend",
             project.version,
@@ -164,8 +183,13 @@ class Runtime:
         )
         try:
             await self.flows.publish()
-        except Exception:
-            log.warning("store not reachable at start; serving, and retrying per session")
+        except Exception as exc:
+            problem = await self.store_problem() or type(exc).__name__
+            log.warning(
+                "store not usable at start (%s: %s); serving, and retrying per session",
+                problem,
+                exc,
+            )
         self.analytics.start()
         self.handoffs.start()
         self.webhooks.start()
@@ -175,6 +199,15 @@ class Runtime:
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: self.tasks.spawn(self.flows.reload())
             )
+
+    async def store_problem(self) -> str | None:
+        """None if the store takes writes; else what is wrong (the Redis store names it:
+        auth_failed, tls, read_only, unreachable, error)."""
+        readiness = getattr(self.store, "readiness", None)
+        if readiness is not None:
+            problem: str | None = await readiness()
+            return problem
+        return None if await self.store.ping() else "unreachable"
 
     async def shutdown(self) -> None:
         for task in self._background:
@@ -186,12 +219,3 @@ class Runtime:
         await self.store.close()
         await close_backend(self.backend)
         await self.sessions.declared.aclose()
-
-
-def _safe_url(url: str | None) -> str:
-    if not url:
-        return "-"
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

@@ -53,6 +53,7 @@ class Opened:
     sid: str
     resumed: bool
     expired: bool
+    seq: int = 0  # the stored seq when it was opened
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,14 @@ class SessionService:
                 if state.waiting == "action" and self.clock() - record.updated_at > ACTION_GRACE:
                     # The process running the action died: take the flow's error exit.
                     self.settle(hello.session, _interrupted)
+                seq = record.seq
                 if _context_changed(state.context, hello.context):
                     context = hello.context
-                    await self.advance(hello.session, lambda _s: m.SetContext(context), None)
-                return Opened(hello.session, resumed=True, expired=False)
+                    changed = await self.advance(
+                        hello.session, lambda _s: m.SetContext(context), None
+                    )
+                    seq = max(seq, changed.seq)
+                return Opened(hello.session, resumed=True, expired=False, seq=seq)
         if not may_start():
             raise TooManySessions()
         project = self.flows.current
@@ -167,7 +172,7 @@ class SessionService:
         self.metrics.sessions.labels("expired" if hello.session else "new").inc()
         self.analytics.add(sid, result.events)
         self.run_effects(sid, result.effects)
-        return Opened(sid, resumed=False, expired=hello.session is not None)
+        return Opened(sid, resumed=False, expired=hello.session is not None, seq=commit.seq)
 
     # -- applying --------------------------------------------------------------------------
     async def apply(self, sid: str, event: m.Event, action_id: str | None) -> Applied:

@@ -134,8 +134,16 @@ class ShopperSocket(Follower):
             await self.ws.close(code=1011)
             return False
         self.sid = opened.sid
-        self.sent[opened.sid] = hello.last_seq if opened.resumed else 0
-        await self.send(frames.session(opened.sid, resumed=opened.resumed, expired=opened.expired))
+        # A client that has shown more than is stored (a failover lost events it was sent) is
+        # told to forget them, and gets the whole transcript: else it would skip the new events
+        # that reuse those seqs.
+        reset = opened.resumed and hello.last_seq > opened.seq
+        if reset:
+            log.warning("a client was ahead of the stored transcript; replaying it whole")
+        self.sent[opened.sid] = hello.last_seq if opened.resumed and not reset else 0
+        await self.send(
+            frames.session(opened.sid, resumed=opened.resumed, expired=opened.expired, reset=reset)
+        )
         await self.runtime.hub.attach(opened.sid, self)
         try:
             await self.catch_up(opened.sid)

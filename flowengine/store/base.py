@@ -76,7 +76,8 @@ class SessionStore(Protocol):
         now: float,
     ) -> Commit:
         """Write a new state if the session is at `rev` (0: create it). `events` carry their
-        seqs (last seq + 1, + 2, ...)."""
+        seqs (last seq + 1, + 2, ...); events that do not follow the stored seq are refused as
+        a `conflict` (a cache made stale by writes a failover lost: the caller re-reads)."""
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Transcript events with seq > after_seq, in order."""
@@ -173,9 +174,15 @@ class HandoffStore(Protocol):
     async def failures(self, keys: list[str]) -> list[int]:
         """How many failures each key has had in its current window (0: none)."""
 
-    async def add_failure(self, keys: list[str], window: float) -> None:
-        """Count a failure for each key; a key's count is forgotten `window` seconds after its
-        first failure. Shared by every instance (the login throttle)."""
+    async def add_failure(self, keys: list[str], window: float) -> list[int]:
+        """Count a failure for each key, atomically, and return each key's count with it; a
+        key's count is forgotten `window` seconds after its first failure. Shared by every
+        instance (the login and order-check throttles count an attempt here before making it,
+        so that a hundred attempts at once cannot all read a count under the limit)."""
+
+    async def forgive(self, keys: list[str]) -> None:
+        """Take back one failure from each key (an attempt counted up front that succeeded);
+        never below zero, the window unchanged."""
 
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None: ...
 

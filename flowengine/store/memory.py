@@ -96,6 +96,8 @@ class MemoryStore:
             return Commit("missing")
         elif s.rev != rev:
             return Commit("conflict", s.rev, s.seq)
+        if events and events[0].get("seq") != s.seq + 1:  # numbered from a stale view
+            return Commit("conflict", s.rev, s.seq)
         s.state = copy.deepcopy(state)
         s.rev += 1
         s.log.extend(copy.deepcopy(events))
@@ -270,13 +272,23 @@ class MemoryStore:
         counts = (self._failures.get(k, (0, 0.0)) for k in keys)
         return [n if until > now else 0 for n, until in counts]
 
-    async def add_failure(self, keys: list[str], window: float) -> None:
+    async def add_failure(self, keys: list[str], window: float) -> list[int]:
         now = self._clock()
+        counts = []
         for k in keys:
             n, until = self._failures.get(k, (0, 0.0))
             self._failures[k] = (n + 1, until) if until > now else (1, now + window)
+            counts.append(self._failures[k][0])
         if len(self._failures) > 100_000:  # bounded under a spray of names and addresses
             self._failures = {k: v for k, v in self._failures.items() if v[1] > now}
+        return counts
+
+    async def forgive(self, keys: list[str]) -> None:
+        now = self._clock()
+        for k in keys:
+            n, until = self._failures.get(k, (0, 0.0))
+            if until > now and n > 0:
+                self._failures[k] = (n - 1, until)
 
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
         self._tokens[token_hash] = (username, self._clock() + ttl)

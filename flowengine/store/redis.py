@@ -12,9 +12,12 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:n:@agent:<user>  pub/sub channel: {"logout": token hash | "*"} ends consoles
     fe:{handoff}:*  handoff records, team queues, agents' loads, presence
     fe:{tickets}:*  the ticket inbox (all, changes, packets, order)   no TTL
+    fe:{outbox}     list   webhook deliveries; `:inflight`, `:log` beside it (one slot)
     fe:once:<key>   an agent action id already applied            TTL 24 h
 
-A click is one round trip: the commit script compares the revision, writes the state, appends
+A click is one round trip: the commit script compares the revision (and checks that the
+events' seqs follow the stored seq: a cache that is stale after a failover lost writes must not
+store old seqs again; refused as a conflict, so the caller re-reads), writes the state, appends
 the events, records the action id, refreshes the TTLs and publishes, atomically. Connections
 come from one bounded pool (they do not grow with sockets) plus one pub/sub connection per
 process. Pub/sub is only a hint: whoever gets it re-reads the log from its last seq, so a lost
@@ -28,17 +31,19 @@ import contextlib
 import json
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
 
+from . import redis_topology as topology
 from .base import ChatView, Commit, Listener, SessionRecord, StoreUnavailable
 
 log = logging.getLogger("flowengine.store")
 
 EVENTS_KEY = "fe:events"
+OUTBOX = "fe:{outbox}"  # the webhook outbox, `:inflight` and `:log`: one slot (LMOVE)
 EVENTS_MAXLEN = 100_000
 
 _COMMIT = """
@@ -57,11 +62,14 @@ elseif not rev then
 elseif rev ~= expected then
   return {'conflict', tonumber(rev), seq}
 end
+local n = #ARGV - 8
+if n > 0 and tonumber(ARGV[8]) ~= seq + 1 then
+  return {'conflict', tonumber(rev), seq}
+end
 local newrev = tonumber(rev) + 1
-local n = #ARGV - 7
 local newseq = seq + n
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'rev', newrev, 'seq', newseq, 'at', ARGV[6])
-for i = 8, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 9, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 if action ~= '' then redis.call('SADD', KEYS[3], action) end
 local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -87,18 +95,23 @@ if ARGV[8] ~= '' then
   for t in string.gmatch(ARGV[8], '[^,]+') do if rec.team == t then member = true end end
   if not member then return false end
 end
-local qp, lp, sid = ARGV[3], ARGV[4], ARGV[7]
-if rec.team then redis.call('ZREM', qp .. rec.team, sid) end
-if rec.agent and rec.agent ~= cjson.null then redis.call('SREM', lp .. rec.agent, sid) end
+local sid = ARGV[7]
+local function name(v) if v and v ~= cjson.null then return tostring(v) end return '' end
+-- KEYS[2..5]: the queue and the load the record is in now, and will be in (declared, for
+-- Cluster): the caller named them from the record as it last saw it; if that is not how the
+-- record is now, it gets the record and asks again.
+if name(rec.team) ~= ARGV[10] or name(rec.agent) ~= ARGV[11] then return 'again:' .. raw end
+if rec.team then redis.call('ZREM', KEYS[2], sid) end
+if name(rec.agent) ~= '' then redis.call('SREM', KEYS[3], sid) end
 local changes = cjson.decode(ARGV[2])
 for k, v in pairs(changes) do rec[k] = v end
 if rec.status == 'queued' then
   local score = ARGV[5]
   if score == '' then score = rec.score or 0 end
   rec.score = tonumber(score)
-  redis.call('ZADD', qp .. rec.team, score, sid)
+  redis.call('ZADD', KEYS[4], score, sid)
 elseif rec.status == 'assigned' then
-  redis.call('SADD', lp .. rec.agent, sid)
+  redis.call('SADD', KEYS[5], sid)
 end
 local out = cjson.encode(rec)
 redis.call('SET', KEYS[1], out, 'PX', ARGV[6])
@@ -126,6 +139,11 @@ redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(t))
 return 1
 """
 
+# One failure taken back, never below zero, the key's expiry kept (a missing key stays missing).
+_FORGIVE = """
+if (tonumber(redis.call('GET', KEYS[1]) or '0')) > 0 then redis.call('DECR', KEYS[1]) end
+"""
+
 H = "fe:{handoff}:"
 # The inbox: `all` hash key -> ticket as created, without its packet (JSON), `packets` hash
 # key -> the packet (JSON; read only when one ticket is opened), `changes` hash key -> its
@@ -136,6 +154,27 @@ T = "fe:{tickets}:"
 
 def _keys(sid: str) -> tuple[str, str, str]:
     return f"fe:{{{sid}}}:s", f"fe:{{{sid}}}:log", f"fe:{{{sid}}}:act"
+
+
+def _first_seq(events: list[dict[str, Any]]) -> int:
+    """The seq the events start at (0: none), after checking they are consecutive: the commit
+    script refuses (as a conflict) events that do not follow the stored seq."""
+    if not events:
+        return 0
+    first = int(events[0]["seq"])
+    if [int(e["seq"]) for e in events] != list(range(first, first + len(events))):
+        raise ValueError("a commit's events must carry consecutive seqs")
+    return first
+
+
+def _names(rec: dict[str, Any]) -> tuple[str, str]:
+    """A handoff record's team and agent, as its keys are named."""
+    return _name(rec.get("team")), _name(rec.get("agent"))
+
+
+def _name(value: Any) -> str:
+    """A team's or an agent's name in a key ('' for none), as the transition script writes it."""
+    return "" if value is None else str(value)
 
 
 def _channel(sid: str) -> str:
@@ -159,18 +198,32 @@ def _record(sid: str, data: Mapping[Any, Any], applied: bool = False) -> Session
 class RedisStore:
     kind = "redis"
 
-    def __init__(self, url: str, *, max_connections: int = 32, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 32,
+        timeout: float = 2.0,
+        password: str | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout: float = 1.0,
+    ) -> None:
+        """`password` overrides the URL's. `wait_replicas`: after each commit, how many
+        replicas must have it (WAIT) before it is acknowledged; None: 1 on Sentinel and
+        Cluster, 0 (no WAIT) on one server."""
         self.url = url
-        self._pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=15,
-            decode_responses=True,
+        self.topology = topology.parse(url)
+        self._redis, self._pool = topology.connect(
+            self.topology, password=password, max_connections=max_connections, timeout=timeout
         )
-        self._redis = aioredis.Redis(connection_pool=self._pool)
+        self.cluster = self.topology.kind == "cluster"
+        # sid -> (team, agent) of its handoff record as this process last saw it (transition)
+        self._handoff_names: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        if wait_replicas is None:
+            wait_replicas = 1 if self.topology.replicated else 0
+        self.wait_replicas = wait_replicas
+        self.wait_ms = max(1, int(wait_timeout * 1000))
+        self.problem: topology.Problem | None = None  # the last failure's kind, until a success
         self._commit = self._redis.register_script(_COMMIT)
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
@@ -194,7 +247,7 @@ class RedisStore:
                     pipe.sismember(actions_key, action_id)
                     data, applied = await pipe.execute()
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
         return _record(sid, data, bool(applied))
 
     async def commit(
@@ -216,24 +269,77 @@ class RedisStore:
             action_id or "",
             now,
             _channel(sid),
+            _first_seq(events),
         ]
         args += [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
         try:
-            outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
+            if self.wait_replicas > 0:
+                outcome, new_rev, new_seq = await self._commit_and_wait(list(_keys(sid)), args)
+            else:
+                outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
         if outcome == "ok" and events and self._listener is not None and sid in self._watched:
             # This process hears of its own commits at once, with the events (nothing to
             # re-read); pub/sub tells the others.
             self._listener.committed(sid, int(new_seq), tuple(events))
         return Commit(outcome, int(new_rev), int(new_seq))
 
+    async def _commit_and_wait(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """The commit script, then WAIT, on one connection (WAIT counts the replicas that have
+        this connection's writes). A commit fewer replicas than `wait_replicas` acknowledged
+        within the timeout is refused as unavailable: it may be lost in a failover, so the
+        client is not told it is saved; its resend carries the same action id, and is answered
+        as a duplicate if the commit survived."""
+        commands = [
+            ("EVALSHA", self._commit.sha, len(keys), *keys, *args),
+            ("WAIT", self.wait_replicas, self.wait_ms),
+        ]
+        for attempt in range(2):
+            results = await self._on_one_connection(keys[0], commands)
+            if isinstance(results[0], NoScriptError) and attempt == 0:
+                await self._load_script(keys[0], _COMMIT)
+                continue
+            break
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        outcome, acked = results[0], int(results[1])
+        if outcome[0] == "ok" and acked < self.wait_replicas:
+            raise RedisError(
+                f"the commit reached {acked} of {self.wait_replicas} replicas "
+                f"within {self.wait_ms} ms"
+            )
+        return list(outcome)
+
+    async def _on_one_connection(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Commands sent together on one connection (to the node holding `key` on Cluster);
+        each one's reply, or the error it got."""
+        if self.cluster:
+            from redis.asyncio.cluster import PipelineCommand
+
+            node = self._redis.get_node_from_key(key)
+            batch = [PipelineCommand(i, *c) for i, c in enumerate(commands)]
+            await node.execute_pipeline(batch)
+            return [c.result for c in batch]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for c in commands:
+                pipe.execute_command(*c)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _load_script(self, key: str, source: str) -> None:
+        if self.cluster:
+            node = self._redis.get_node_from_key(key)
+            await self._redis.script_load(source, target_nodes=node)
+        else:
+            await self._redis.script_load(source)
+
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         start = max(after_seq, 0)
         try:
             raw = await self._redis.lrange(_keys(sid)[1], start, start + limit - 1)
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
         return [json.loads(r) for r in raw]
 
     # -- flow versions -------------------------------------------------------------------
@@ -241,20 +347,20 @@ class RedisStore:
         try:
             await self._redis.set(f"fe:v:{version}", json.dumps(bundle), px=int(ttl * 1000))
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
 
     async def get_version(self, version: str) -> dict[str, Any] | None:
         try:
             raw = await self._redis.get(f"fe:v:{version}")
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
         return json.loads(raw) if raw else None
 
     async def touch_version(self, version: str, ttl: float) -> None:
         try:
             await self._redis.pexpire(f"fe:v:{version}", int(ttl * 1000))
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
 
     # -- analytics -----------------------------------------------------------------------
     async def append_events(self, events: list[dict[str, Any]]) -> None:
@@ -280,13 +386,13 @@ class RedisStore:
                     )
                 await pipe.execute()
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
         try:
             rows = await self._redis.xrevrange(EVENTS_KEY, count=count)
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
         out: list[dict[str, Any]] = []
         for _, fields in reversed(rows or []):
             if fields:
@@ -366,10 +472,22 @@ class RedisStore:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def ping(self) -> bool:
+        return await self.readiness() is None
+
+    async def readiness(self) -> topology.Problem | None:
+        """None if the store takes a write now (a SET with a short TTL: a replica, a primary
+        demoted in place, answers PING but refuses it); else what is wrong (auth_failed, tls,
+        read_only, unreachable, error)."""
         try:
-            return bool(await self._redis.ping())
-        except RedisError:
-            return False
+            await self._redis.set(f"fe:health:{self.instance}", 1, px=5000)
+        except RedisError as exc:
+            await self._unavailable(exc)
+            return self.problem
+        except OSError as exc:
+            self.problem = topology.problem_of(exc)
+            return self.problem
+        self.problem = None
+        return None
 
     async def close(self) -> None:
         if self._pump is not None:
@@ -380,14 +498,27 @@ class RedisStore:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         await self._redis.aclose()
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     # -- handoffs (HandoffStore) ---------------------------------------------------------------
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
         except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise await self._unavailable(exc) from exc
+
+    async def _unavailable(self, exc: RedisError) -> StoreUnavailable:
+        """The error to raise for a failed command. A READONLY reply means the server we are
+        connected to is a replica now (a primary demoted in place, or a proxy or DNS name that
+        moved): every pooled connection is dropped, so the next command connects afresh (to
+        the new primary) instead of being refused until the process restarts."""
+        self.problem = topology.problem_of(exc)
+        if isinstance(exc, ReadOnlyError) and self._pool is not None:
+            log.warning("Redis answered READONLY: reconnecting to find the primary")
+            with contextlib.suppress(Exception):
+                await self._pool.disconnect(inuse_connections=True)
+        return StoreUnavailable(f"{self.problem}: {exc}")
 
     async def put_handoff(self, sid: str, record: dict[str, Any], score: float, ttl: float) -> bool:
         record = {**record, "status": "queued", "agent": None, "score": score}
@@ -397,11 +528,17 @@ class RedisStore:
                 args=[json.dumps(record), score, int(ttl * 1000), sid],
             )
         )
+        if done:
+            self._remember_names(sid, record)
         return bool(done)
 
     async def get_handoff(self, sid: str) -> dict[str, Any] | None:
         raw = await self._call(self._redis.get(H + "h:" + sid))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        rec: dict[str, Any] = json.loads(raw)
+        self._remember_names(sid, rec)
+        return rec
 
     async def transition(
         self,
@@ -413,23 +550,56 @@ class RedisStore:
         teams: tuple[str, ...] | None = None,
         agent: str | None = None,
     ) -> dict[str, Any] | None:
-        out = await self._call(
-            self._transition(
-                keys=[H + "h:" + sid],
-                args=[
-                    ",".join(allowed),
-                    json.dumps(changes),
-                    H + "q:",
-                    H + "load:",
-                    "" if score is None else score,
-                    int(ttl * 1000),
-                    sid,
-                    "" if teams is None else ",".join(teams) or ",",
-                    agent or "",
-                ],
+        # The record's team and agent name the keys the script declares: as this process last
+        # saw them (no read first: a claim stays one round trip), else read now.
+        known = self._handoff_names.get(sid)
+        if known is None:
+            raw = await self._call(self._redis.get(H + "h:" + sid))
+            if not raw:
+                return None
+            known = _names(json.loads(raw))
+        for _ in range(20):
+            team, holder = known
+            new = {"team": team, "agent": holder or None, **changes}
+            out = await self._call(
+                self._transition(
+                    keys=[
+                        H + "h:" + sid,
+                        H + "q:" + team,
+                        H + "load:" + holder,
+                        H + "q:" + _name(new.get("team")),
+                        H + "load:" + _name(new.get("agent")),
+                    ],
+                    args=[
+                        ",".join(allowed),
+                        json.dumps(changes),
+                        "",
+                        "",
+                        "" if score is None else score,
+                        int(ttl * 1000),
+                        sid,
+                        "" if teams is None else ",".join(teams) or ",",
+                        agent or "",
+                        team,
+                        holder,
+                    ],
+                )
             )
-        )
-        return json.loads(out) if out else None
+            if isinstance(out, str) and out.startswith("again:"):
+                known = _names(json.loads(out.removeprefix("again:")))
+                continue
+            if not out:
+                return None
+            rec = json.loads(out)
+            self._remember_names(sid, rec)
+            return dict(rec)
+        raise StoreUnavailable("the handoff is too busy; try again")
+
+    def _remember_names(self, sid: str, rec: dict[str, Any]) -> None:
+        self._handoff_names[sid] = _names(rec)
+        self._handoff_names.move_to_end(sid)
+        while len(self._handoff_names) > 10_000:
+            self._handoff_names.popitem(last=False)
 
     async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
         state_key, log_key, _ = _keys(sid)
@@ -539,16 +709,25 @@ class RedisStore:
     async def failures(self, keys: list[str]) -> list[int]:
         if not keys:
             return []
-        raws = await self._call(self._redis.mget(["fe:fail:" + k for k in keys]))
+        names = ["fe:fail:" + k for k in keys]  # in several slots on Cluster
+        mget = self._redis.mget_nonatomic if self.cluster else self._redis.mget
+        raws = await self._call(mget(names))
         return [int(r) if r else 0 for r in raws]
 
-    async def add_failure(self, keys: list[str], window: float) -> None:
+    async def add_failure(self, keys: list[str], window: float) -> list[int]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for k in keys:
                 # The window starts at the first failure: created with its expiry, then counted
-                # (INCR keeps the expiry).
+                # (INCR keeps the expiry, and answers the count: atomic under any concurrency).
                 pipe.set("fe:fail:" + k, 0, px=int(window * 1000), nx=True)
                 pipe.incr("fe:fail:" + k)
+            answers = await self._call(pipe.execute())
+        return [int(n) for n in answers[1::2]]
+
+    async def forgive(self, keys: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for k in keys:  # one key a script: each in its own slot on Cluster
+                pipe.eval(_FORGIVE, 1, "fe:fail:" + k)
             await self._call(pipe.execute())
 
     async def put_token(self, token_hash: str, username: str, ttl: float) -> None:
@@ -576,12 +755,10 @@ class RedisStore:
         await self._call(self._redis.publish(_channel(sid), json.dumps(payload)))
 
     async def push_webhook(self, item: dict[str, Any]) -> None:
-        await self._call(self._redis.lpush("fe:outbox", json.dumps(item)))
+        await self._call(self._redis.lpush(OUTBOX, json.dumps(item)))
 
     async def take_webhook(self) -> dict[str, Any] | None:
-        raw = await self._call(
-            self._redis.lmove("fe:outbox", "fe:outbox:inflight", "RIGHT", "LEFT")
-        )
+        raw = await self._call(self._redis.lmove(OUTBOX, OUTBOX + ":inflight", "RIGHT", "LEFT"))
         if raw is None:
             return None
         item: dict[str, Any] = json.loads(raw)
@@ -591,22 +768,20 @@ class RedisStore:
     async def done_webhook(self, item: dict[str, Any]) -> None:
         raw = item.get("_raw")
         if raw:
-            await self._call(self._redis.lrem("fe:outbox:inflight", 1, raw))
+            await self._call(self._redis.lrem(OUTBOX + ":inflight", 1, raw))
 
     async def recover_webhooks(self) -> int:
         n = 0
-        while await self._call(
-            self._redis.lmove("fe:outbox:inflight", "fe:outbox", "RIGHT", "RIGHT")
-        ):
+        while await self._call(self._redis.lmove(OUTBOX + ":inflight", OUTBOX, "RIGHT", "RIGHT")):
             n += 1
         return n
 
     async def log_webhook(self, entry: dict[str, Any]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush("fe:outbox:log", json.dumps(entry))
-            pipe.ltrim("fe:outbox:log", -1000, -1)
+            pipe.rpush(OUTBOX + ":log", json.dumps(entry))
+            pipe.ltrim(OUTBOX + ":log", -1000, -1)
             await self._call(pipe.execute())
 
     async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]:
-        raws = await self._call(self._redis.lrange("fe:outbox:log", -count, -1))
+        raws = await self._call(self._redis.lrange(OUTBOX + ":log", -count, -1))
         return [json.loads(r) for r in raws]

@@ -209,3 +209,47 @@ async def test_the_console_socket_has_a_per_address_cap_and_drops_floods(
         errors = [f for f in got if f["type"] == "error"]
         assert [f["code"] for f in errors] == ["rate_limited", "flooding"]
         assert errors[0]["id"].startswith("a")
+
+
+async def test_a_refused_socket_logs_no_error() -> None:
+    """Each 429 used to log an ERROR ("returned without completing handshake"): an attacker
+    reconnecting in a loop wrote thousands a second."""
+    import logging
+
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.levelname)
+
+    async with AppServer(_config(max_sockets_per_ip=1)) as app:
+        handler = Seen()  # after the start: uvicorn's logging setup drops earlier handlers
+        logging.getLogger("uvicorn.error").addHandler(handler)
+        try:
+            held = await Client.connect(app.ws_url)
+            for _ in range(5):
+                with pytest.raises(websockets.InvalidStatus):
+                    await websockets.connect(app.ws_url)
+            await held.close()
+        finally:
+            logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert "ERROR" not in seen
+
+
+async def test_console_sockets_without_a_login_cool_their_address_down() -> None:
+    from flowengine.server.guard import STRIKES_PER_MINUTE
+
+    async with AppServer(_config(flood_cooldown=30.0)) as app:
+        url = app.ws_url.replace("/ws", "/agent/ws")
+        tries = 0
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            for tries in range(STRIKES_PER_MINUTE * 2):  # noqa: B007 - counted
+                ws = await websockets.connect(url)
+                await ws.send(json.dumps({"type": "auth", "token": "guess"}))
+                assert json.loads(await ws.recv())["code"] == "unauthorized"
+                ws.transport.abort()  # not waiting for the close: it is the server's to end
+        assert refused.value.response.status_code == 429
+        assert tries >= STRIKES_PER_MINUTE  # a few refill while this runs
+        # The shoppers' door is another: still open to that address.
+        shopper = await Client.connect(app.ws_url)
+        await shopper.close()

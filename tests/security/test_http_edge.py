@@ -291,3 +291,57 @@ async def test_the_demo_page_may_not_be_framed_and_the_widget_loads_anywhere(
     assert "x-frame-options" not in widget.headers
     assert "content-security-policy" not in widget.headers
     assert "cross-origin-resource-policy" not in widget.headers
+
+
+async def test_headers_over_16_kib_are_refused_however_they_arrive(app: AppServer) -> None:
+    reader, writer = await _open(app)
+    big = "X-Big: " + "a" * 20_000 + "\r\n"
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: x\r\n{big}\r\n".encode())  # one write
+    status, _, _ = await _response(reader)
+    assert status == 431
+    assert await _closed_within(reader, MARGIN) == b""
+    writer.close()
+    # Headers just under the limit are fine.
+    reader, writer = await _open(app)
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Ok: {'a' * 15_000}\r\n\r\n".encode())
+    assert (await _response(reader))[0] == 200
+    writer.close()
+
+
+async def test_a_websocket_handshake_the_parser_refuses_is_dropped_at_once(
+    app: AppServer,
+) -> None:
+    """One header line over 8 KiB: h11 passes it on, the WebSocket parser refuses it. It was
+    answered by nothing and held the connection for ever."""
+    held = []
+    for _ in range(20):
+        reader, writer = await _open(app)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + b"X-Long: "
+            + b"a" * 9000
+            + b"\r\n\r\n"
+        )
+        held.append((reader, writer))
+    for reader, _ in held:
+        await _closed_within(reader, MARGIN)
+    for _, writer in held:
+        writer.close()
+
+
+async def test_a_ping_flood_drops_the_socket_and_spares_everyone_else(app: AppServer) -> None:
+    """Pings are answered by the protocol, never by the app: they have their own rate."""
+    calm = await Client.connect(app.ws_url)
+    flooder = await websockets.connect(app.ws_url)
+    with pytest.raises(websockets.ConnectionClosed):
+        for i in range(10_000):
+            await flooder.ping(i.to_bytes(4, "big"))
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+        await flooder.recv()
+    # A few pings, at a person's pace, are answered.
+    await asyncio.wait_for(await calm.ws.ping(), MARGIN)
+    await calm.send({"type": "ping"})
+    assert (await calm.next("pong"))["type"] == "pong"
+    await calm.close()

@@ -5,6 +5,7 @@ own address), on the embedded store and on a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,3 +86,20 @@ async def test_a_spray_of_other_addresses_does_not_wipe_the_counters(box: AppSer
     for i in range(spray):
         await store.add_failure([f"addr:10.{i // 65536}.{i // 256 % 256}.{i % 256}"], 300.0)
     assert await _login(box, "wrong", "198.51.100.7", user="someone") == 429
+
+
+async def test_a_burst_of_guesses_at_once_still_gets_five(box: AppServer) -> None:
+    """Each attempt is counted before its password is checked: thirty at once from thirty
+    addresses used to all read "under the limit" (99 of 100 were checked, on Redis)."""
+    statuses = await asyncio.gather(
+        *(_login(box, f"guess-{i}", f"198.51.100.{i}") for i in range(30))
+    )
+    assert sorted(statuses) == [401] * LOGIN_FAILURES_PER_USER + [429] * 25
+    assert await _login(box, PASSWORD, "203.0.113.9") == 429
+
+
+async def test_logins_that_succeed_leave_nothing_counted(box: AppServer) -> None:
+    for _ in range(LOGIN_FAILURES_PER_USER + 2):
+        assert await _login(box, PASSWORD, "198.51.100.1") == 200
+    counted = await box.runtime.store.failures(["user:alice", "addr:198.51.100.1"])
+    assert counted == [0, 0]

@@ -92,6 +92,10 @@ def test_what_is_masked() -> None:
         "2026-11-22 10:00:01, 127.0.0.1:8000, v1.2345, 0.25 s": (
             "2026-11-22 10:00:01, 127.0.0.1:8000, v1.2345, 0.25 s"
         ),
+        # A dot or an underscore after the digits, a dot encoded in an email:
+        "/ws?q=100345.": "/ws?q=#….",
+        "?n=100351_": "?n=#…_",
+        "/ws?e=anna%2Eenc%40example%2Ecom": "/ws?e=<email>",
     }
     for given_text, expected in cases.items():
         assert redact(given_text) == expected
@@ -188,3 +192,12 @@ def test_an_error_with_a_traceback_is_masked_in_the_traceback_too() -> None:
     RedactingFilter().filter(record)
     out = DefaultFormatter("%(levelprefix)s %(message)s").format(record)
     assert "Traceback" in out and "ValueError: order #… of <email>" in out
+
+
+def test_websocket_frames_are_not_logged_even_at_debug() -> None:
+    """The websockets library logs each frame at debug, cut at 75 characters: the cut fell
+    between a field's name (`token`) and its value, which then went out in clear."""
+    record = _record("uvicorn.error", "< %s", ('TEXT \'{"context": {"x": "SECRET...\' [90 bytes]',))
+    record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "< a WebSocket frame (not logged)"

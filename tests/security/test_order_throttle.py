@@ -7,6 +7,7 @@ and the throttle on its own with the real memory store for the finer points."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from flowengine.engine.step import start, step
 from flowengine.language import ir, load_project
 from flowengine.server.config import ServerConfig
 from flowengine.store.memory import MemoryStore
+from flowengine.store.redis import RedisStore
 from tests.app_server import AppServer, Clock, running
 from tests.conftest import TODAY
 from tests.server_process import Client, eventually
 
 RIGHT = "chloe.pop@example.com"  # order 1003's
+ERIK = "erik.dvorak@example.com"  # order 1005's
 
 
 # -- the language and the engine ---------------------------------------------------------------
@@ -195,6 +198,46 @@ async def test_an_address_guessing_many_orders_is_stopped_and_another_is_not(
     assert len(backend.lookups) == 30
     assert await _check(throttle, "1003", RIGHT, shopper) == "ok"
     assert await _check(throttle, "2000", "a@example.com", shopper) == "not_found"
+
+
+class SlowBackend(CountingBackend):
+    """A backend that takes a moment: every check of a burst is in flight at once."""
+
+    async def get_order(self, number: str) -> dict[str, Any] | None:
+        await asyncio.sleep(0.05)
+        return await super().get_order(number)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_hundred_guesses_at_once_still_get_ten(
+    kind: str, clock: Clock, request: pytest.FixtureRequest
+) -> None:
+    """Counted before the backend is asked: a burst cannot all read a count under the limit
+    (it did: 56 of 100 reached the order system on Redis)."""
+    if kind == "redis":
+        redis = request.getfixturevalue("redis_server")
+        redis.flush()
+        store: Any = RedisStore(redis.url)
+    else:
+        store = MemoryStore(clock)
+    backend = SlowBackend()
+    throttle = ThrottledActions(
+        BackendActions(backend, lambda: TODAY), store, Limits(10, 1000, 3600.0)
+    )
+    outcomes = await asyncio.gather(
+        *(_check(throttle, "1003", f"x{i}@example.com", f"10.1.{i}.1") for i in range(100))
+    )
+    assert outcomes.count("not_found") == 10 and outcomes.count("throttled") == 90
+    assert len(backend.lookups) == 10
+    # Right ones at once (a shopper's two tabs, say) are answered and leave nothing counted.
+    fresh = ThrottledActions(
+        BackendActions(SlowBackend(), lambda: TODAY), store, Limits(10, 1000, 3600.0)
+    )
+    answers = await asyncio.gather(*(_check(fresh, "1005", ERIK, None) for _ in range(5)))
+    assert answers == ["ok"] * 5
+    assert await store.failures(["order-check:order:1005"]) == [0]
+    if kind == "redis":
+        await store.close()
 
 
 async def test_successes_neither_count_nor_reset(

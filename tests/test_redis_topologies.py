@@ -1,0 +1,396 @@
+"""Redis as production runs it: writes a failover lost, a primary demoted in place, replicas
+acknowledging commits (WAIT), Sentinel, Cluster. Real redis-server processes started by the
+tests (tests/redis_server.py), on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from flowengine.server.config import ServerConfig
+from flowengine.store import StoreUnavailable
+from flowengine.store.redis import RedisStore
+from tests.app_server import AppServer
+from tests.redis_server import (
+    Proxy,
+    RedisServer,
+    SentinelServer,
+    free_port,
+    start_servers,
+    stop_all,
+)
+from tests.server_process import Client
+
+
+def ev(seq: int, text: str = "hi") -> dict[str, Any]:
+    return {"type": "message", "seq": seq, "from": "bot", "text": text}
+
+
+@pytest.fixture
+async def raw(redis_server: Any) -> AsyncIterator[aioredis.Redis]:
+    redis_server.flush()
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield r
+    await r.aclose()
+
+
+# -- 1. seq safety ----------------------------------------------------------------------------
+
+
+async def test_a_commit_whose_seqs_do_not_follow_the_stored_seq_is_a_conflict(
+    redis_server: Any, raw: aioredis.Redis
+) -> None:
+    store = RedisStore(redis_server.url)
+    try:
+        await store.commit("s", 0, {"v": 0}, [ev(1), ev(2)], action_id=None, ttl=60, now=0)
+        # Old seqs on the right revision (a cache made stale by a failover): refused.
+        c = await store.commit("s", 1, {"v": 1}, [ev(2)], action_id="x", ttl=60, now=0)
+        assert (c.outcome, c.rev, c.seq) == ("conflict", 1, 2)
+        c = await store.commit("s", 1, {"v": 1}, [ev(4)], action_id="x", ttl=60, now=0)
+        assert c.outcome == "conflict"
+        assert [e["seq"] for e in await store.replay("s", 0)] == [1, 2]
+        c = await store.commit("s", 1, {"v": 1}, [ev(3)], action_id="x", ttl=60, now=0)
+        assert (c.outcome, c.seq) == ("ok", 3)
+    finally:
+        await store.close()
+
+
+async def _rewind(r: aioredis.Redis, sid: str, snapshot: dict[str, str], rev: int) -> None:
+    """What a failover that lost the writes after `snapshot` leaves (with the revision `rev`)."""
+    await r.hset(f"fe:{{{sid}}}:s", mapping={**snapshot, "rev": rev})
+    await r.ltrim(f"fe:{{{sid}}}:log", 0, int(snapshot["seq"]) - 1)
+
+
+async def test_a_stale_cache_on_a_matching_revision_rereads_and_numbers_after_the_store(
+    redis_server: Any, raw: aioredis.Redis
+) -> None:
+    async with AppServer(ServerConfig(redis_url=redis_server.url)) as a:
+        c = await Client.connect(a.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        snapshot = await raw.hgetall(f"fe:{{{c.session}}}:s")
+        ack = await c.act({"type": "choose", "option": "sizes"})
+        assert ack["seq"] > 1
+        # The store lost the click, but its revision matches this process's cached one.
+        await _rewind(raw, str(c.session), snapshot, rev=2)
+        await c.close()
+        d = await Client.connect(a.ws_url, session=c.session)
+        await d.until(lambda f: f.get("seq") == 1)
+        ack = await d.act({"type": "choose", "option": "shipping"})
+        assert ack["type"] == "ack"
+        log = await raw.lrange(f"fe:{{{c.session}}}:log", 0, -1)
+        assert [json.loads(e)["seq"] for e in log] == list(range(1, ack["seq"] + 1))
+        await d.close()
+
+
+async def test_a_client_ahead_of_the_store_is_reset_and_gets_the_whole_transcript(
+    redis_server: Any, raw: aioredis.Redis
+) -> None:
+    async with AppServer(ServerConfig(redis_url=redis_server.url)) as a:
+        c = await Client.connect(a.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        snapshot = await raw.hgetall(f"fe:{{{c.session}}}:s")
+        ack = await c.act({"type": "choose", "option": "sizes"})
+        await c.close()
+        await _rewind(raw, str(c.session), snapshot, rev=1)
+        d = await Client.connect(a.ws_url, session=c.session, last_seq=ack["seq"])
+        assert d.frames[0]["reset"] is True and d.frames[0]["resumed"] is True
+        await d.until(lambda f: f.get("seq") == 1)
+        again = await d.act({"type": "choose", "option": "sizes"})
+        assert [e["seq"] for e in d.events] == list(range(1, again["seq"] + 1))
+        await d.close()
+        # A client that is not ahead gets no reset.
+        e = await Client.connect(a.ws_url, session=c.session, last_seq=again["seq"])
+        assert "reset" not in e.frames[0]
+        await e.close()
+
+
+# -- 2. failover hygiene ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A primary and its replica."""
+    primary = start_servers(tmp_path / "p", 1)[0]
+    replica = start_servers(tmp_path / "r", 1, "--replicaof", "127.0.0.1", str(primary.port))[0]
+    try:
+        yield primary, replica
+    finally:
+        stop_all([replica, primary])
+
+
+async def _cmd(port: int, *args: Any) -> Any:
+    r = aioredis.Redis(port=port, decode_responses=True)
+    try:
+        return await r.execute_command(*args)
+    finally:
+        await r.aclose()
+
+
+async def _until_replicated(replica: RedisServer) -> None:
+    deadline = time.monotonic() + 10
+    while (await _cmd(replica.port, "INFO", "replication")).get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica did not sync"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_primary_demoted_in_place_behind_a_proxy_is_left_for_the_new_one(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, replica = pair
+    await _until_replicated(replica)
+    proxy = await Proxy(primary.port).start()
+    store = RedisStore(proxy.url, timeout=1.0)
+    try:
+        assert (await store.commit("s", 0, {}, [ev(1)], action_id=None, ttl=60, now=0)).rev == 1
+        assert await store.readiness() is None
+        deadline = time.monotonic() + 10
+        while not await _cmd(replica.port, "EXISTS", "fe:{s}:s"):  # replicated (no WAIT here)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        # The failover: the replica becomes primary, the old primary its replica, the proxy
+        # (a DNS name, a load balancer) now leads to the new one.
+        await _cmd(replica.port, "REPLICAOF", "NO", "ONE")
+        await _cmd(primary.port, "REPLICAOF", "127.0.0.1", str(replica.port))
+        proxy.target = replica.port
+        with pytest.raises(StoreUnavailable, match="read_only"):
+            await store.commit("s", 1, {}, [ev(2)], action_id="a", ttl=60, now=0)
+        assert store.problem == "read_only"
+        # The connections that got READONLY were dropped: the next command finds the new one.
+        c = await store.commit("s", 1, {}, [ev(2)], action_id="a", ttl=60, now=0)
+        assert (c.outcome, c.seq) == ("ok", 2)
+        assert await store.readiness() is None
+        demoted = RedisStore(primary.url)
+        try:
+            assert await demoted.readiness() == "read_only"  # PING alone would say fine
+        finally:
+            await demoted.close()
+    finally:
+        await store.close()
+        await proxy.stop()
+
+
+async def test_readyz_names_a_wrong_password_and_an_unreachable_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    [locked] = start_servers(tmp_path, 1, "--requirepass", "s3cret")
+    try:
+        monkeypatch.setenv("FLOWENGINE_REDIS_PASSWORD", "wrong")
+        async with AppServer(ServerConfig(redis_url=locked.url)) as a:
+            status, body = await a.get("/readyz")
+            assert status == 503 and json.loads(body)["store_problem"] == "auth_failed"
+        assert "store not usable at start (auth_failed" in caplog.text
+        unreachable = f"redis://127.0.0.1:{free_port()}/0"
+        async with AppServer(ServerConfig(redis_url=unreachable)) as a:
+            status, body = await a.get("/readyz")
+            assert status == 503 and json.loads(body)["store_problem"] == "unreachable"
+        # The right password, from a file (kept off the command line) or the environment.
+        secret = tmp_path / "password"
+        secret.write_text("s3cret\n")
+        config = ServerConfig(redis_url=locked.url, redis_password_file=str(secret))
+        async with AppServer(config) as a:
+            status, body = await a.get("/readyz")
+            assert status == 200 and json.loads(body)["store_problem"] is None
+        monkeypatch.setenv("FLOWENGINE_REDIS_PASSWORD", "s3cret")
+        async with AppServer(ServerConfig(redis_url=locked.url)) as a:
+            assert (await a.get("/readyz"))[0] == 200
+    finally:
+        stop_all([locked])
+
+
+# -- 3. replication before the ack ------------------------------------------------------------
+
+
+async def test_a_commit_no_replica_acknowledged_is_unavailable_and_its_resend_a_duplicate(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, replica = pair
+    await _until_replicated(replica)
+    config = ServerConfig(redis_url=primary.url, redis_wait_replicas=1, redis_wait_timeout=0.3)
+    async with AppServer(config) as a:
+        c = await Client.connect(a.ws_url)
+        await c.until(lambda f: f.get("seq") == 1)
+        assert (await c.act({"type": "choose", "option": "sizes"}))["type"] == "ack"
+        assert replica.proc is not None
+        os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops taking writes
+        try:
+            frame = {"type": "choose", "id": "unreplicated", "option": "tops"}
+            await c.send(frame)
+            error = await c.next("error")
+            assert error["code"] == "store_unavailable" and error["id"] == "unreplicated"
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        await _until_replicated(replica)
+        await c.send(frame)  # the client resends: it landed on the primary, so a duplicate
+        ack = await c.next("ack")
+        assert ack["id"] == "unreplicated" and ack["duplicate"] is True
+        tops = [
+            e for e in await a.runtime.store.replay(str(c.session), 0) if e["from"] == "shopper"
+        ]
+        assert len(tops) == 2  # "sizes" and the one "tops"
+        await c.close()
+
+
+# -- 4. Sentinel ------------------------------------------------------------------------------
+
+
+async def _click(c: Client, frame: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+    """Send an action until it is acknowledged, as the widget does: the same id each time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await c.send(frame)
+        while True:
+            reply = await c.recv(max(0.01, deadline - time.monotonic()))
+            if reply["type"] in ("ack", "error") and reply.get("id") == frame["id"]:
+                break
+        if reply["type"] == "ack":
+            return reply
+        assert reply["code"] == "store_unavailable", reply
+        assert time.monotonic() < deadline, "never acknowledged"
+        await asyncio.sleep(0.2)
+
+
+async def _shopper(url: str, name: str, stop: asyncio.Event) -> tuple[str, list[str]]:
+    """A shopper clicking restart until `stop`; the ids acknowledged."""
+    c = await Client.connect(url)
+    await c.until(lambda f: f.get("seq") == 1)
+    acked: list[str] = []
+    n = 0
+    while not stop.is_set() or n < 3:
+        n += 1
+        await _click(c, {"type": "restart", "id": f"{name}-{n}"})
+        acked.append(f"{name}-{n}")
+        await asyncio.sleep(0.05)
+    await c.close()
+    return str(c.session), acked
+
+
+async def test_sentinel_failover_mid_conversation_loses_no_acknowledged_click(
+    tmp_path: Path,
+) -> None:
+    [primary] = start_servers(tmp_path / "p", 1)
+    [replica] = start_servers(tmp_path / "r", 1, "--replicaof", "127.0.0.1", str(primary.port))
+    sentinels = []
+    for i in range(3):
+        (tmp_path / f"s{i}").mkdir()
+        s = SentinelServer(tmp_path / f"s{i}", primary.port)
+        s.start()
+        sentinels.append(s)
+    try:
+        await _until_replicated(replica)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+        url = f"redis+sentinel://{hosts}/mymaster/0"
+        config = ServerConfig(redis_url=url, redis_wait_timeout=0.5, socket_rate=100.0)
+        async with AppServer(config) as a:
+            assert (await a.get("/readyz"))[0] == 200
+            stop = asyncio.Event()
+            shoppers = [asyncio.create_task(_shopper(a.ws_url, f"c{i}", stop)) for i in range(3)]
+            await asyncio.sleep(0.5)
+            await _cmd(sentinels[0].port, "SENTINEL", "FAILOVER", "mymaster")
+            deadline = time.monotonic() + 20
+            while (await _cmd(replica.port, "ROLE"))[0] != "master":
+                assert time.monotonic() < deadline, "no failover"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            stop.set()
+            results = await asyncio.gather(*shoppers)
+            for sid, acked in results:
+                d = await Client.connect(a.ws_url, session=sid)
+                events = await a.runtime.store.replay(sid, 0)
+                seqs = [e["seq"] for e in events]
+                assert seqs == list(range(1, len(seqs) + 1))
+                # Each restart applied once: one greeting more per acknowledged click.
+                greetings = [e for e in events if e.get("text") == events[0]["text"]]
+                assert len(greetings) == 1 + len(acked), (len(greetings), len(acked))
+                ack = await _click(d, {"type": "restart", "id": f"{sid}-after"})  # not stuck
+                assert ack["seq"] > seqs[-1]
+                await d.close()
+    finally:
+        stop_all([*sentinels, replica, primary])
+
+
+# -- 5. Cluster -------------------------------------------------------------------------------
+
+
+async def test_a_conversation_through_two_boxes_on_a_three_node_cluster(tmp_path: Path) -> None:
+    nodes = start_servers(tmp_path, 3, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+    try:
+        create = await asyncio.create_subprocess_exec(
+            "redis-cli",
+            "--cluster",
+            "create",
+            *[f"127.0.0.1:{n.port}" for n in nodes],
+            "--cluster-yes",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert await create.wait() == 0
+        deadline = time.monotonic() + 20
+        while "cluster_state:ok" not in await _cmd(nodes[0].port, "CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster did not form"
+            await asyncio.sleep(0.1)
+        url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes[:2]) + "/0"
+        config = ServerConfig(redis_url=url, redis_wait_replicas=0)  # no replicas here
+        async with AppServer(config) as a, AppServer(config) as b:
+            assert (await a.get("/readyz"))[0] == 200
+            sessions = []
+            for _ in range(4):  # sessions in several slots, on several nodes
+                on_a = await Client.connect(a.ws_url)
+                on_b = await Client.connect(b.ws_url, session=on_a.session)
+                await on_a.until(lambda f: f.get("seq") == 1)
+                await on_b.until(lambda f: f.get("seq") == 1)
+                ack = await on_a.act({"type": "choose", "option": "sizes"})
+                assert ack["type"] == "ack"
+                await on_b.until(lambda f, s=ack["seq"]: f.get("seq") == s)  # fan-out
+                ack = await on_b.act({"type": "choose", "option": "tops"})
+                await on_a.until(lambda f, s=ack["seq"]: f.get("seq") == s)
+                for c in (on_a, on_b):
+                    assert [e["seq"] for e in c.events] == list(range(1, ack["seq"] + 1))
+                    await c.close()
+                sessions.append(on_a.session)
+            store = a.runtime.store
+            await store.push_webhook({"n": 1})  # the outbox's keys are in one slot (LMOVE)
+            item = await store.take_webhook()
+            assert item is not None and item["n"] == 1
+            await store.done_webhook(item)
+            assert await store.failures(["user:x", "addr:y"]) == [0, 0]
+    finally:
+        stop_all(nodes)
+
+
+async def test_a_transition_finds_a_record_another_instance_moved(redis_server: Any) -> None:
+    """Each instance names a handoff's queue and load keys from the record as it last saw it
+    (a claim is one round trip): moved since by another instance, the record is sent back and
+    the keys named again, so nothing is left in the old queue or load."""
+    redis_server.flush()
+    one, two = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    try:
+        record = {"session": "s", "team": "orders", "priority": "normal", "created_at": 1.0}
+        assert await one.put_handoff("s", record, score=1, ttl=60)  # `one` saw it in orders
+        await two.get_handoff("s")
+        moved = await two.transition(
+            "s", ("queued",), {"status": "assigned", "agent": "ann"}, None, 60
+        )
+        assert moved is not None
+        moved = await two.transition(
+            "s", ("assigned",), {"status": "queued", "team": "returns", "agent": None}, 5, 60
+        )
+        assert moved is not None and moved["team"] == "returns"
+        claimed = await one.transition(  # still thinks: orders, nobody
+            "s", ("queued",), {"status": "assigned", "agent": "bob"}, None, 60
+        )
+        assert claimed is not None and claimed["agent"] == "bob"
+        assert await one.queue("returns") == [] and await one.queue("orders") == []
+        assert [r["session"] for r in await one.agent_chats("bob")] == ["s"]
+        assert await one.agent_chats("ann") == []
+    finally:
+        await one.close()
+        await two.close()
