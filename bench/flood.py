@@ -8,7 +8,7 @@ and reconnecting at once whenever the server closes or refuses it, and then agai
 flood. Prints p50/p99/max per phase, the ratio to the quiet baseline, what the flood achieved
 (frames sent, sockets closed for flooding, reconnects refused) and the server's CPU use.
 
-    python bench/flood.py [--sockets 10] [--seconds 10] [--no-read]
+    python bench/flood.py [--sockets 10] [--seconds 10] [--no-read] [--pings]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _flooder(url: str, until: float, read: bool, stats: dict[str, int]) -> None:
+async def _flooder(url: str, until: float, read: bool, pings: bool, stats: dict[str, int]) -> None:
     frame = json.dumps({"type": "choose", "id": "x", "option": "nothing-like-this"})
     while time.monotonic() < until:
         try:
@@ -52,7 +52,10 @@ async def _flooder(url: str, until: float, read: bool, stats: dict[str, int]) ->
                 reader = asyncio.create_task(_drain(ws)) if read else None
                 try:
                     while time.monotonic() < until:
-                        await ws.send(frame)
+                        if pings:  # WebSocket pings: answered by the protocol, not the app
+                            await ws.ping(stats["frames"].to_bytes(8, "big"))
+                        else:
+                            await ws.send(frame)
                         stats["frames"] += 1
                 finally:
                     if reader is not None:
@@ -68,12 +71,19 @@ async def _drain(ws: websockets.ClientConnection) -> None:
         pass
 
 
-def _flood(url: str, sockets: int, seconds: float, read: bool, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _flood(
+    url: str,
+    sockets: int,
+    seconds: float,
+    read: bool,
+    pings: bool,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
     stats = {"frames": 0, "closed": 0, "refused": 0}
 
     async def main() -> None:
         until = time.monotonic() + seconds
-        await asyncio.gather(*(_flooder(url, until, read, stats) for _ in range(sockets)))
+        await asyncio.gather(*(_flooder(url, until, read, pings, stats) for _ in range(sockets)))
 
     asyncio.run(main())
     out.put(stats)
@@ -111,6 +121,7 @@ def main() -> int:
     parser.add_argument("--sockets", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-read", action="store_true", help="flooders never read replies")
+    parser.add_argument("--pings", action="store_true", help="flood WebSocket pings, not frames")
     args = parser.parse_args()
 
     port = _port()
@@ -134,7 +145,14 @@ def main() -> int:
         out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
         flood = multiprocessing.Process(
             target=_flood,
-            args=(f"ws://127.0.0.1:{port}/ws", args.sockets, args.seconds, not args.no_read, out),
+            args=(
+                f"ws://127.0.0.1:{port}/ws",
+                args.sockets,
+                args.seconds,
+                not args.no_read,
+                args.pings,
+                out,
+            ),
         )
         cpu_before = _cpu_seconds(server.pid)
         flood.start()
@@ -150,7 +168,9 @@ def main() -> int:
         server.terminate()
         server.wait(15)
 
-    mode = "never reading" if args.no_read else "reading"
+    mode = ("pings, " if args.pings else "frames, ") + (
+        "never reading" if args.no_read else "reading"
+    )
     print(f"/healthz while one address floods with {args.sockets} sockets ({mode}):\n")
     print("| phase | requests | p50 | p99 | max | p99 / quiet p99 |")
     print("|---|---|---|---|---|---|")

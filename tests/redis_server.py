@@ -197,3 +197,140 @@ class SentinelServer(RedisServer):
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("redis-sentinel did not start")
+
+
+class Cluster:
+    """A Redis Cluster of `primaries` primaries, each with `replicas` replicas (`redis-cli
+    --cluster create`), whose nodes call a silent node failed after `node_timeout` ms (a
+    replica then takes over its slots)."""
+
+    def __init__(
+        self, root: Path, primaries: int = 3, replicas: int = 0, node_timeout: int = 1000
+    ) -> None:
+        self.root = root
+        self.primaries = primaries
+        self.replicas = replicas
+        self.node_timeout = node_timeout
+        self.nodes: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        """A few of the nodes (the client learns the rest)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3]) + "/0"
+
+    def start(self) -> Cluster:
+        count = self.primaries * (1 + self.replicas)
+        options = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout))
+        self.nodes = start_servers(self.root, count, *options)
+        create = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if create.returncode != 0:
+            raise RuntimeError("redis-cli --cluster create failed:\n" + create.stdout)
+        self.wait_until_ok()
+        return self
+
+    def live(self) -> list[RedisServer]:
+        return [n for n in self.nodes if n.proc is not None]
+
+    def wait_until_ok(self, timeout: float = 30.0) -> None:
+        """Until every live node says the cluster is ok, sees the same primaries, and every
+        primary has its replicas in sync (what WAIT counts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._ok():
+                    return
+            except (OSError, RuntimeError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster is not ok")
+            time.sleep(0.1)
+
+    def _ok(self) -> bool:
+        views = set()
+        for node in self.live():
+            if "cluster_state:ok" not in command(node.port, "CLUSTER", "INFO"):
+                return False
+            views.add(tuple(sorted(p.port for p in self.primary_nodes(node))))
+        if len(views) != 1:
+            return False
+        roles = {n.port: replication(n.port) for n in self.live()}
+        for port, info in roles.items():
+            if info["role"] == "master":
+                wanted = [r for r in roles.values() if r.get("master_port") == str(port)]
+                online = sum(1 for k, v in info.items() if k.startswith("slave") and "online" in v)
+                if online < len(wanted) or len(wanted) < min(self.replicas, 1):
+                    return False
+            elif info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def primary_nodes(self, asked: RedisServer | None = None) -> list[RedisServer]:
+        """The primaries serving slots, as `asked` (a live node) sees them."""
+        asked = asked or self.live()[0]
+        ports = set()
+        for line in command(asked.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
+                ports.add(int(fields[1].split(":")[1].split("@")[0]))
+        return [n for n in self.nodes if n.port in ports]
+
+    def owner(self, key: str) -> RedisServer:
+        """The primary holding `key`'s slot now."""
+        slot = int(command(self.live()[0].port, "CLUSTER", "KEYSLOT", key))
+        for node in self.live():
+            if replication(node.port)["role"] != "master":
+                continue
+            for line in command(node.port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "myself" not in fields[2]:
+                    continue
+                for r in fields[8:]:
+                    lo, _, hi = r.partition("-")
+                    if not lo.startswith("[") and int(lo) <= slot <= int(hi or lo):
+                        return node
+        raise RuntimeError(f"no primary holds slot {slot}")
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for node in self.live():
+            if replication(node.port).get("master_port") == str(primary.port):
+                return node
+        raise RuntimeError(f"no replica of {primary.port}")
+
+    def kill(self, node: RedisServer) -> None:
+        """kill -9: no shutdown, no goodbye to the other nodes."""
+        assert node.proc is not None
+        node.proc.kill()
+        node.proc.wait(timeout=10)
+        node.proc = None
+
+    def stop(self) -> None:
+        stop_all(self.nodes)
+
+
+def command(port: int, *args: str) -> str:
+    """One command by redis-cli (blocking; for set-up and checks, not under test)."""
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return done.stdout
+
+
+def replication(port: int) -> dict[str, str]:
+    """INFO replication, as a dict (role, master_port, master_link_status, slave0 ...)."""
+    lines = command(port, "INFO", "replication").splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)

@@ -112,7 +112,7 @@ def create_app(
         # Inside Starlette's error handling, outside the routes. BodyLimits: a body over the
         # limit or too slow is answered there (413, 408), whichever route was reading it.
         middleware=[
-            Middleware(Abortable),
+            Middleware(Abortable, flooded=runtime.flooded),
             Middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout=config.body_timeout),
         ],
         lifespan=lifespan,

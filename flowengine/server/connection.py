@@ -100,17 +100,23 @@ async def hang_up(ws: WebSocket, code: int, grace: float = 0.5) -> None:
 class Abortable:
     """ASGI middleware, outermost on a socket's way in: puts the connection's transport into
     the scope, so a socket can be dropped (uvicorn's `send` belongs to its protocol, which
-    holds the transport). On a server without one nothing is added, and `abort` and `hang_up`
-    only close."""
+    holds the transport), and tells a protocol that polices its own frames (pings, which the
+    app never sees) whom to report a flood to: `flooded(scope)`. On a server without these
+    nothing is added, and `abort` and `hang_up` only close."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, flooded: Callable[[Scope], None] | None = None) -> None:
         self.app = app
+        self.flooded = flooded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            protocol = getattr(send, "__self__", None)
+            transport = getattr(protocol, "transport", None)
             if transport is not None and hasattr(transport, "abort"):
                 scope = {**scope, TRANSPORT: transport}
+            if self.flooded is not None and protocol is not None and hasattr(protocol, "on_flood"):
+                report, seen = self.flooded, scope
+                protocol.on_flood = lambda: report(seen)
         await self.app(scope, receive, send)
 
 

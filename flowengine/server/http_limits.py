@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -167,6 +168,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.on_flood: Callable[[], None] | None = None
         self._control = TokenBucket(PING_RATE, PING_BURST)
         self._control_dropped = 0
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -211,8 +213,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._control.take():
             return True
         self._control_dropped += 1
-        if self._control_dropped >= PING_FLOOD:
+        if self._control_dropped == PING_FLOOD:  # once: what is left of the read is dropped
             log.warning("dropped a WebSocket client flooding pings")
+            if self.on_flood is not None:  # its address cools down (set by `Abortable`)
+                self.on_flood()
             self._drop()
         return False
 

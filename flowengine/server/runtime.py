@@ -164,6 +164,18 @@ class Runtime:
         self.hub = Hub(self.store, self.sessions, self.tasks)
         self._background: list[asyncio.Task[None]] = []
 
+    def flooded(self, scope: Any) -> None:
+        """A socket's connection was dropped below the app (a ping flood): its address cools
+        down as after a frame flood, on the door it came in by."""
+        client = scope.get("client")
+        ip = client[0] if client else "-"
+        path = str(scope.get("path", ""))
+        limits = self.agent_limits if path.startswith("/agent") else self.limits
+        limits.flooded(ip)
+        self.metrics.refused.labels(
+            "agent" if limits is self.agent_limits else "shopper", "ping_flood"
+        ).inc()
+
     async def startup(self) -> None:
         project = self.flows.load()  # raises with the validator's errors: never serve broken flows
         if problem := environment_problem(project):  # a declared action's header needs it

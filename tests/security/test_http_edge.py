@@ -340,7 +340,12 @@ async def test_a_ping_flood_drops_the_socket_and_spares_everyone_else(app: AppSe
             if i % 100 == 0:
                 await asyncio.sleep(0)
         await flooder.recv()
-    # A few pings, at a person's pace, are answered.
+    # Its address cools down as after a frame flood (the app never saw those pings).
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(app.ws_url)
+    assert refused.value.response.status_code == 429
+    assert app.runtime.metrics.refused.labels("shopper", "ping_flood")._value.get() == 1
+    # A socket already open is not touched: a few pings, at a person's pace, are answered.
     await asyncio.wait_for(await calm.ws.ping(), MARGIN)
     await calm.send({"type": "ping"})
     assert (await calm.next("pong"))["type"] == "pong"
