@@ -455,3 +455,39 @@ def test_the_example_validates_strictly() -> None:
     assert result.ok and not result.warnings, result.render()
     assert result.project is not None
     assert sorted(result.project.actions) == ["stock.check"]
+
+
+def test_a_bare_env_name_and_an_exit_never_taken_are_caught(tmp_path: Path) -> None:
+    """Found by a merchant: `Bearer $TOKEN` sent the letters `$TOKEN` (401, "system down"),
+    and `on_not_found` on an action without `answer.not_found` was never taken (a 404 went to
+    the error exit)."""
+    project = """\
+start: main
+actions:
+  gift.balance:
+    params: {code: required}
+    request:
+      url: "https://shop.example/cards/{{ code }}"
+      headers: {Authorization: "Bearer $GIFT_TOKEN"}
+    answer: {keep: {balance: balance}}
+"""
+    flow = (
+        "flow: main\nsteps:\n  - call: gift.balance\n    with: {code: A1}\n"
+        "    on_not_found: end\n    on_error: end\n    next: end\n"
+    )
+    (tmp_path / "flowengine.yaml").write_text(project)
+    (tmp_path / "main.yaml").write_text(flow)
+    found = [
+        (d.code, d.position.line, d.position.column, d.message, d.hint)
+        for d in load_project([tmp_path]).diagnostics
+    ]
+    assert found[0][:4] == (
+        "E012",
+        7,
+        32,  # the header's value
+        "'$GIFT_TOKEN' would be sent as it is written",
+    )
+    assert "${GIFT_TOKEN}" in str(found[0][4])
+    code, line, col, message, hint = found[1]
+    assert (code, line, col) == ("W202", 5, 5)
+    assert "never answers not_found" in message and "answer: {not_found: [404]}" in str(hint)

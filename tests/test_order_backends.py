@@ -23,6 +23,7 @@ from tests.platforms import woocommerce
 from tests.platforms.woocommerce import LocalWooCommerce
 from tests.server_process import ROOT, Client
 
+SERVE = [sys.executable, "-m", "flowengine", "serve", "--memory", "--port", "9"]
 ENV_NAMES = [
     backends.SHOPIFY_SHOP,
     backends.SHOPIFY_TOKEN,
@@ -148,3 +149,33 @@ async def test_a_shopper_tracks_an_order_kept_in_woocommerce(
             await c.until(lambda f: "on its way with DHL" in str(f.get("text")))
             await c.close()
         assert any("/orders/1003" in str(r) for r in shop.requests)
+
+
+def test_a_platforms_options_choose_it_and_are_never_ignored() -> None:
+    """Found by a merchant: `--shopify-token-file /missing` without `--orders shopify` served
+    the demo orders, saying nothing."""
+    from flowengine.actions.backends import choose_kind
+
+    assert choose_kind(None, None, True, False) == "shopify"
+    assert choose_kind(None, None, False, True) == "woocommerce"
+    assert choose_kind(None, "https://shop.example/api", False, False) == "http"
+    assert choose_kind(None, None, False, False) == "demo"
+    with pytest.raises(BackendSettingsError, match="shopify and woocommerce"):
+        choose_kind(None, None, True, True)
+    with pytest.raises(BackendSettingsError, match="--orders demo was chosen, but shopify"):
+        choose_kind("demo", None, True, False)
+
+
+def test_serve_with_a_missing_token_file_and_no_orders_option_stops(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env[backends.SHOPIFY_SHOP] = "my-shop.myshopify.com"
+    done = subprocess.run(
+        [*SERVE, "--shopify-token-file", str(tmp_path / "missing")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot read" in done.stderr and "missing" in done.stderr

@@ -44,10 +44,43 @@ class BackendSettings:
     woocommerce_secret_file: str | None = None  # else $FLOWENGINE_WOOCOMMERCE_SECRET
 
 
-def _setting(given: str | None, env: str, what: str) -> str:
+def choose_kind(
+    orders: str | None,
+    orders_api: str | None,
+    shopify_options: bool,
+    woocommerce_options: bool,
+) -> str:
+    """The backend a server was told to use: `--orders`, else the one whose options were given
+    (`--orders-api`, a Shopify or WooCommerce option), else the demo orders. Options for
+    another backend than the one chosen, or for two, are refused rather than ignored."""
+    given = [
+        kind
+        for kind, present in (
+            ("http", bool(orders_api)),
+            ("shopify", shopify_options),
+            ("woocommerce", woocommerce_options),
+        )
+        if present
+    ]
+    if orders is None:
+        if len(given) > 1:
+            raise BackendSettingsError(
+                f"options for {' and '.join(given)} given: choose one with --orders"
+            )
+        return given[0] if given else "demo"
+    stray = [kind for kind in given if kind != orders and kind != "http"]
+    if stray:
+        raise BackendSettingsError(
+            f"--orders {orders} was chosen, but {stray[0]} options were given too"
+        )
+    return orders
+
+
+def _setting(given: str | None, env: str, what: str, option: str | None = None) -> str:
     value = (given or os.environ.get(env) or "").strip()
     if not value:
-        raise BackendSettingsError(f"{what}: set {env}")
+        also = f" or give {option}" if option else ""
+        raise BackendSettingsError(f"{what}: set {env}{also}")
     return value
 
 
@@ -81,7 +114,9 @@ def open_backend(settings: BackendSettings, today: date | None = None) -> OrderB
     if kind == "shopify":
         from .shopify import ShopifyBackend
 
-        shop = _setting(settings.shopify_shop, SHOPIFY_SHOP, "the Shopify shop domain")
+        shop = _setting(
+            settings.shopify_shop, SHOPIFY_SHOP, "the Shopify shop domain", "--shopify-shop"
+        )
         try:
             token, client_id, client_secret = _shopify_credentials(settings)
             return ShopifyBackend(shop, token, client_id=client_id, client_secret=client_secret)
@@ -90,7 +125,12 @@ def open_backend(settings: BackendSettings, today: date | None = None) -> OrderB
     if kind == "woocommerce":
         from .woocommerce import WooCommerceBackend
 
-        url = _setting(settings.woocommerce_url, WOOCOMMERCE_URL, "the WooCommerce store URL")
+        url = _setting(
+            settings.woocommerce_url,
+            WOOCOMMERCE_URL,
+            "the WooCommerce store URL",
+            "--woocommerce-url",
+        )
         key = _setting(None, WOOCOMMERCE_KEY, "the WooCommerce REST API consumer key")
         secret = _secret(
             WOOCOMMERCE_SECRET,

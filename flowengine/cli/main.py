@@ -282,9 +282,22 @@ def _backend_problem(args: argparse.Namespace, orders_api: str | None) -> str | 
     shop domain), found before any port is opened; None when it can."""
     import os
 
-    from ..actions.backends import BackendSettings, BackendSettingsError, open_backend
+    from ..actions.backends import (
+        BackendSettings,
+        BackendSettingsError,
+        choose_kind,
+        open_backend,
+    )
 
-    kind = args.orders or os.environ.get("FLOWENGINE_ORDERS") or ("http" if orders_api else "demo")
+    try:
+        kind = choose_kind(
+            args.orders or os.environ.get("FLOWENGINE_ORDERS") or None,
+            orders_api,
+            bool(args.shopify_shop or args.shopify_token_file or args.shopify_client_secret_file),
+            bool(args.woocommerce_url or args.woocommerce_secret_file),
+        )
+    except BackendSettingsError as exc:
+        return str(exc)
     settings = BackendSettings(
         kind=kind,
         orders_api=orders_api,

@@ -490,11 +490,9 @@ class _Run:
             if step.save_as:
                 self.vars[step.save_as] = event.data
             self.follow("next")
-        elif event.outcome == "not_found":
-            self.follow("not_found")
-        elif event.outcome == "throttled" and "throttled" in step.edges:
-            self.follow("throttled")
-        else:  # an error, or a throttle the step has no exit for (the compiler gives one)
+        elif event.outcome in ("not_found", "throttled") and event.outcome in step.edges:
+            self.follow(event.outcome)
+        else:  # an error, or an answer the action never gives (the step has no exit for it)
             self.follow("error")
 
     def ask_for_person(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..actions.registry import ACTIONS, ActionSpec
 from . import ir
-from .diagnostics import Diagnostic, did_you_mean
+from .diagnostics import Diagnostic, Severity, did_you_mean
 from .schema import is_valid
 from .source import Document, Path
 from .templates import Expression, Template, TemplateProblem, expression, template
@@ -82,10 +82,17 @@ class _Lowering:
 
     # -- diagnostics ---------------------------------------------------------------------
     def error(
-        self, code: str, message: str, path: Path, *, key: bool = False, hint: str | None = None
+        self,
+        code: str,
+        message: str,
+        path: Path,
+        *,
+        key: bool = False,
+        hint: str | None = None,
+        severity: Severity = Severity.ERROR,
     ) -> None:
         pos = self.src.key(path) if key else self.src.value(path)
-        self.problems.append(Diagnostic(code, message, self.file, pos, hint=hint))
+        self.problems.append(Diagnostic(code, message, self.file, pos, severity, hint=hint))
 
     # -- values --------------------------------------------------------------------------
     def text(self, value: str | Mapping[str, str], path: Path) -> Text:
@@ -258,11 +265,13 @@ class _Lowering:
             self.connect(step, "fail", self.target_field(raw, "on_fail", path) or _Key(ir.HANDOFF))
         elif kind == "call":
             on_error = self.target_field(raw, "on_error", path)
-            self.connect(
-                step, "not_found", self.target_field(raw, "on_not_found", path) or on_error
-            )
-            on_throttled = self.target_field(raw, "on_throttled", path)
             spec = self.actions.get(raw["call"])
+            self.never_taken(raw, path, spec)
+            on_not_found = self.target_field(raw, "on_not_found", path)
+            # An exit only where the action can take it (coverage counts every edge).
+            if on_not_found is not None or spec is None or spec.has_not_found:
+                self.connect(step, "not_found", on_not_found or on_error)
+            on_throttled = self.target_field(raw, "on_throttled", path)
             if on_throttled is not None or (spec is not None and spec.verifies):
                 self.connect(step, "throttled", on_throttled or on_error)
             self.connect(step, "error", on_error)
@@ -271,6 +280,34 @@ class _Lowering:
                 target = self.target_field(raw, field, path)
                 if target is not None:
                     self.connect(step, field.removeprefix("on_"), target)
+
+    def never_taken(self, raw: dict[str, Any], path: Path, spec: ActionSpec | None) -> None:
+        """An `on_not_found` on an action that never answers not_found (a 404 would take the
+        error exit instead: a mistyped code told "the system is down"), an `on_throttled` on
+        one that checks no order: the author meant something that cannot happen."""
+        if spec is None:
+            return
+        declared = spec.name not in ACTIONS
+        hints = {
+            "on_not_found": "remove it, or give the action `answer: {not_found: [404]}`"
+            if declared
+            else "remove it: this built-in action has no not_found exit",
+            "on_throttled": "remove it: only order checks (a number with an email) are throttled",
+        }
+        for field, possible in (
+            ("on_not_found", spec.has_not_found),
+            ("on_throttled", spec.verifies),
+        ):
+            if field in raw and not possible:
+                self.error(
+                    "W202",
+                    f"'{raw['call']}' never answers {field.removeprefix('on_')}, so "
+                    f"`{field}` is never taken",
+                    (*path, field),
+                    key=True,
+                    hint=hints[field],
+                    severity=Severity.WARNING,
+                )
 
     # -- step kinds ----------------------------------------------------------------------
     def lower_say(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
@@ -562,6 +599,8 @@ DEFAULT_ACTION_TIMEOUT = 5.0
 _REQUEST_TOKEN = re.compile(
     r"\{\{(?P<expr>.*?)\}\}|\$\{(?P<env>[^{}$]*)\}|(?P<bad>\{\{|\{%|\{#|\$\{)", re.DOTALL
 )
+# `$NAME` without braces: meant as an environment variable, but text to a request.
+_BARE_ENV = re.compile(r"\$([A-Z_][A-Z0-9_]*)")
 # A url's scheme and host, written out: a value can only ever land after them.
 _URL_HOST = re.compile(r"https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?(?=[/?]|$)")
 
@@ -756,6 +795,17 @@ class _ActionLowering:
                 )
         if at < len(source):
             pieces.append(source[at:])
+        for piece in pieces:
+            bare = _BARE_ENV.search(piece) if isinstance(piece, str) else None
+            if bare is not None:  # a shell habit: sent as the letters `$TOKEN`, not the secret
+                self.error(
+                    "E012",
+                    f"'{bare[0]}' would be sent as it is written",
+                    path,
+                    hint=f"to read it from the environment write ${{{bare[1]}}}"
+                    + ("" if env else " (in `headers`)"),
+                )
+                break
         return ir.RequestText(tuple(pieces))
 
     def check_url(self, url: ir.RequestText, path: Path) -> None:

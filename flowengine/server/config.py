@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.backends import BackendSettings
+from ..actions.backends import BackendSettings, choose_kind
 
 
 def _env_list(name: str) -> tuple[str, ...]:
@@ -99,7 +99,14 @@ class ServerConfig:
 
     def backend_settings(self) -> BackendSettings:
         return BackendSettings(
-            kind=self.orders or ("http" if self.orders_api else "demo"),
+            kind=choose_kind(
+                self.orders,
+                self.orders_api,
+                bool(
+                    self.shopify_shop or self.shopify_token_file or self.shopify_client_secret_file
+                ),
+                bool(self.woocommerce_url or self.woocommerce_secret_file),
+            ),
             orders_api=self.orders_api,
             shopify_shop=self.shopify_shop,
             shopify_token_file=self.shopify_token_file,
