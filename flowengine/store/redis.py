@@ -8,7 +8,9 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:v:<version>  string a flow version's sources (JSON)       TTL: refreshed while in use
     fe:events       stream analytics events                       capped (MAXLEN ~)
     fe:n:<sid>      pub/sub channel: "N:<instance>" (seq N was committed by that process),
-                    or a JSON signal (typing, a note, a place in line)   (not a key)
+                    or a JSON signal (typing, a note, a place in line)   (not a key);
+                    on Cluster `fe:n:{<sid>}`, sharded (SPUBLISH/SSUBSCRIBE, the session's
+                    slot); with WAIT, published after the replicas have the commit
     fe:n:@agent:<user>  pub/sub channel: {"logout": token hash | "*"} ends consoles
     fe:{handoff}:*  handoff records, team queues, agents' loads, presence
     fe:{tickets}:*  the ticket inbox (all, changes, packets, order)   no TTL
@@ -52,6 +54,8 @@ local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 local expected = ARGV[1]
 local action = ARGV[5]
 if action ~= '' and redis.call('SISMEMBER', KEYS[3], action) == 1 then
+  -- a write, so that the WAIT after it covers the first commit of this action too
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
   return {'duplicate', tonumber(rev or '0'), seq}
 end
 if expected == '0' then
@@ -75,8 +79,31 @@ local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
-if n > 0 then redis.call('PUBLISH', ARGV[7], newseq .. ':' .. ARGV[3]) end
+-- ARGV[7]: "PUBLISH <channel>", "SPUBLISH <channel>" (Cluster), or '' (told after WAIT)
+if n > 0 and ARGV[7] ~= '' then
+  local command, channel = string.match(ARGV[7], '^(%S+) (.+)$')
+  redis.call(command, channel, newseq .. ':' .. ARGV[3])
+end
 return {'ok', newrev, newseq}
+"""
+
+
+RECONCILE_EVERY = 2.0  # seconds (replicated topologies only)
+
+# The highest seq of a session known to be on a replica (written after WAIT; never lowered).
+_MARK = """
+local seq = tonumber(ARGV[1])
+local known = tonumber(redis.call('HGET', KEYS[1], 'aseq') or '0')
+if redis.call('EXISTS', KEYS[1]) == 1 and known < seq then
+  redis.call('HSET', KEYS[1], 'aseq', seq)
+end
+return 1
+"""
+
+# A key's TTL set again as it is: a write (replicated) that changes nothing.
+_TOUCH = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 """
 
 
@@ -177,8 +204,16 @@ def _name(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _channel(sid: str) -> str:
-    return f"fe:n:{sid}"
+def channel(sid: str, cluster: bool) -> str:
+    """The notification channel of a session (or of an agent's consoles, `@agent:<user>`). On
+    Cluster a sharded channel (SPUBLISH, SSUBSCRIBE) named with the session's hash tag: it is
+    carried by the shard holding the session's slot only, not broadcast to every node."""
+    return f"fe:n:{{{sid}}}" if cluster else f"fe:n:{sid}"
+
+
+def _sid_of(name: str) -> str:
+    sid = name.removeprefix("fe:n:")
+    return sid[1:-1] if sid.startswith("{") and sid.endswith("}") else sid
 
 
 def _record(sid: str, data: Mapping[Any, Any], applied: bool = False) -> SessionRecord | None:
@@ -207,6 +242,7 @@ class RedisStore:
         password: str | None = None,
         wait_replicas: int | None = None,
         wait_timeout: float = 1.0,
+        sharded_pubsub: bool = False,
     ) -> None:
         """`password` overrides the URL's. `wait_replicas`: after each commit, how many
         replicas must have it (WAIT) before it is acknowledged; None: 1 on Sentinel and
@@ -225,6 +261,7 @@ class RedisStore:
         self.wait_ms = max(1, int(wait_timeout * 1000))
         self.problem: topology.Problem | None = None  # the last failure's kind, until a success
         self._commit = self._redis.register_script(_COMMIT)
+        self._mark = self._redis.register_script(_MARK)
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
         self._update_ticket = self._redis.register_script(_UPDATE_TICKET)
@@ -232,7 +269,19 @@ class RedisStore:
         self._listener: Listener | None = None
         self._pubsub: Any = None
         self._pump: asyncio.Task[None] | None = None
+        # On a replicated topology a failover can lose a publish with no error on any side
+        # (sent to a primary as it died): every RECONCILE_EVERY s the watched sessions' stored
+        # seqs are read, and a watcher behind one is told to catch up.
+        self._reconciler: asyncio.Task[None] | None = None
+        self._known_seq: dict[str, int] = {}
+        self._unmarked: dict[str, int] = {}  # replicated seqs whose `aseq` was not written yet
+        self._stale = False  # a subscription failed: the pump subscribes everything again
         self._subscribed = asyncio.Event()
+        # Sharded pub/sub on Cluster (SPUBLISH/SSUBSCRIBE in the session's slot), when
+        # `sharded_pubsub`: off by default, as live updates may stop after a failover (see
+        # docs/deployment.md); plain pub/sub (every node carries every message) otherwise.
+        self.sharded = self.cluster and sharded_pubsub
+        self._publish = "SPUBLISH" if self.sharded else "PUBLISH"
         self.instance = secrets.token_hex(6)
 
     # -- sessions ------------------------------------------------------------------------
@@ -246,6 +295,8 @@ class RedisStore:
                     pipe.hgetall(state_key)
                     pipe.sismember(actions_key, action_id)
                     data, applied = await pipe.execute()
+            if applied and self.wait_replicas > 0:
+                await self._replicated(actions_key)
         except RedisError as exc:
             raise await self._unavailable(exc) from exc
         return _record(sid, data, bool(applied))
@@ -268,7 +319,9 @@ class RedisStore:
             int(ttl * 1000),
             action_id or "",
             now,
-            _channel(sid),
+            # With WAIT, the others are told once the replicas have it (below): told before,
+            # another instance could show an event that a failover then loses.
+            "" if self.wait_replicas > 0 else f"{self._publish} {self._channel(sid)}",
             _first_seq(events),
         ]
         args += [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
@@ -279,10 +332,14 @@ class RedisStore:
                 outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
         except RedisError as exc:
             raise await self._unavailable(exc) from exc
+        except (OSError, AttributeError) as exc:  # redis-py's cluster client, mid-failover
+            raise StoreUnavailable(f"{self.problem or 'error'}: {type(exc).__name__}") from exc
+        if outcome == "ok" and events and self.wait_replicas > 0:
+            await self._acknowledged(sid, int(new_seq))
         if outcome == "ok" and events and self._listener is not None and sid in self._watched:
             # This process hears of its own commits at once, with the events (nothing to
             # re-read); pub/sub tells the others.
-            self._listener.committed(sid, int(new_seq), tuple(events))
+            self._tell(sid, int(new_seq), tuple(events))
         return Commit(outcome, int(new_rev), int(new_seq))
 
     async def _commit_and_wait(self, keys: list[str], args: list[Any]) -> list[Any]:
@@ -305,12 +362,30 @@ class RedisStore:
             if isinstance(r, Exception):
                 raise r
         outcome, acked = results[0], int(results[1])
-        if outcome[0] == "ok" and acked < self.wait_replicas:
+        # A duplicate too: its first commit may be on this primary alone (its WAIT failed),
+        # and a failover would lose it after the resend was told it is saved.
+        if outcome[0] in ("ok", "duplicate") and acked < self.wait_replicas:
             raise RedisError(
                 f"the commit reached {acked} of {self.wait_replicas} replicas "
                 f"within {self.wait_ms} ms"
             )
         return list(outcome)
+
+    async def _replicated(self, key: str) -> None:
+        """Raise unless `wait_replicas` replicas have everything `key`'s primary has now: an
+        action found applied is answered as a duplicate only then (its first commit may be on
+        this primary alone, its WAIT failed, and a failover would lose it). A write (the key's
+        TTL, unchanged) and WAIT on one connection: WAIT counts the connection's writes."""
+        commands = [("EVAL", _TOUCH, 1, key), ("WAIT", self.wait_replicas, self.wait_ms)]
+        results = await self._on_one_connection(key, commands)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        if int(results[1]) < self.wait_replicas:
+            raise RedisError(
+                f"an applied action reached {results[1]} of {self.wait_replicas} replicas "
+                f"within {self.wait_ms} ms"
+            )
 
     async def _on_one_connection(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Commands sent together on one connection (to the node holding `key` on Cluster);
@@ -330,7 +405,7 @@ class RedisStore:
     async def _load_script(self, key: str, source: str) -> None:
         if self.cluster:
             node = self._redis.get_node_from_key(key)
-            await self._redis.script_load(source, target_nodes=node)
+            await self._redis.execute_command("SCRIPT", "LOAD", source, target_nodes=node)
         else:
             await self._redis.script_load(source)
 
@@ -414,50 +489,146 @@ class RedisStore:
             self._watched[sid] = left
             return
         self._watched.pop(sid, None)
+        self._known_seq.pop(sid, None)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, RuntimeError):
-                await self._pubsub.unsubscribe(_channel(sid))
+                if self.sharded:
+                    await self._pubsub.sunsubscribe(self._channel(sid))
+                else:
+                    await self._pubsub.unsubscribe(self._channel(sid))
+
+    def _channel(self, sid: str) -> str:
+        return channel(sid, self.sharded)
+
+    async def _notify(self, sid: str, data: str) -> None:
+        """Tell every instance watching `sid` (a hint: a lost one is repaired by a re-read)."""
+        try:
+            if self.sharded:
+                await self._redis.spublish(self._channel(sid), data)
+            else:
+                await self._redis.publish(self._channel(sid), data)
+        except Exception as exc:  # a hint; redis-py's cluster client may raise anything
+            log.warning("a notification was not sent (%s)", type(exc).__name__)
+
+    async def _acknowledged(self, sid: str, seq: int) -> None:
+        """On a replicated topology, after WAIT: record seq `seq` of `sid` as replicated (the
+        `aseq` field, which is what the reconciler reads: never a seq a failover may still
+        lose) and tell the other instances. If that fails (the node is going), it is done
+        again by the reconciler until it works: a watcher is never left behind for good."""
+        try:
+            await self._mark(keys=[_keys(sid)[0]], args=[seq])
+        except Exception as exc:
+            log.warning("a replicated seq was not recorded yet (%s)", type(exc).__name__)
+            self._unmarked[sid] = max(seq, self._unmarked.get(sid, 0))
+            return
+        await self._notify(sid, f"{seq}:{self.instance}")
+
+    async def _listen(self, *sids: str) -> None:
+        channels = [self._channel(s) for s in sids]
+        if self.sharded:  # one SSUBSCRIBE per slot, on the node holding it
+            for c in channels:
+                await self._pubsub.ssubscribe(c)
+        else:
+            await self._pubsub.subscribe(*channels)
 
     async def _subscribe(self, sid: str) -> None:
         if self._pubsub is None:
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await self._pubsub.subscribe(_channel(sid))
+            await self._listen(sid)
         except RedisError:
             log.warning("pub/sub unavailable; session updates resume when Redis is back")
+            self._stale = True  # the pump subscribes again
         self._subscribed.set()
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run_pump())
+        replicated = self.topology.replicated
+        if replicated and (self._reconciler is None or self._reconciler.done()):
+            self._reconciler = asyncio.create_task(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY)
+            for sid, seq in list(self._unmarked.items()):
+                self._unmarked.pop(sid, None)
+                await self._acknowledged(sid, seq)  # put back if it fails again
+            sids = list(self._watched)
+            if not sids or self._listener is None:
+                continue
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for sid in sids:
+                        pipe.hget(_keys(sid)[0], "aseq")  # replicated seqs only
+                    seqs = await pipe.execute()
+            except (RedisError, OSError):
+                continue  # the store is away: the pump's resubscribe re-reads when it is back
+            for sid, seq in zip(sids, seqs, strict=True):
+                if seq is not None and sid in self._watched:
+                    self._tell(sid, int(seq), None)
+
+    def _tell(self, sid: str, seq: int, events: tuple[dict[str, Any], ...] | None) -> None:
+        """Tell the listener seq `seq` of `sid` is stored, once per seq (the reconciler reads
+        every watched session's seq; only news is passed on)."""
+        if self._listener is None or (events is None and self._known_seq.get(sid, 0) >= seq):
+            return
+        self._known_seq[sid] = max(seq, self._known_seq.get(sid, 0))
+        self._listener.committed(sid, seq, events)
+
+    async def _next_message(self) -> dict[str, Any] | None:
+        if not self.sharded:
+            message: dict[str, Any] | None = await self._pubsub.get_message(timeout=1.0)
+            return message
+        # Sharded: one connection per node holding a watched slot, read in turn (a short wait
+        # on each, so a message on any of them waits at most ~0.1 s).
+        nodes = len(self._pubsub.node_pubsub_mapping)
+        if nodes == 0:
+            await asyncio.sleep(0.1)
+            return None
+        message = await self._pubsub.get_sharded_message(timeout=0.1 / nodes)
+        if message and message["type"] == "sunsubscribe":
+            # Not asked for (a node that no longer holds the slot drops its subscribers, as
+            # after a failover): subscribe again where the slot is now.
+            if _sid_of(message["channel"]) in self._watched:
+                self._stale = True
+            return None
+        return message
 
     async def _run_pump(self) -> None:
-        """Deliver notifications; on a broken connection, resubscribe and tell every watcher
-        to catch up from the log (notifications sent meanwhile are lost)."""
+        """Deliver notifications; on a broken connection, resubscribe (every watched channel,
+        until it works) and tell every watcher to catch up from the log (notifications sent
+        meanwhile are lost)."""
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "message":
-                    self._heard(message["channel"].removeprefix("fe:n:"), message["data"])
+                if self._stale:
+                    await asyncio.sleep(0.5)
+                    self._stale = not await self._resubscribe()
+                    continue
+                message = await self._next_message()
+                if message and message.get("type") in ("message", "smessage"):
+                    self._heard(_sid_of(message["channel"]), message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                await self._resubscribe()
+                log.warning(
+                    "pub/sub connection lost (%s: %s); reconnecting", type(exc).__name__, exc
+                )
+                self._stale = True
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self) -> bool:
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()
+        if self.cluster:  # a node failed: learn which nodes hold the slots now
+            with contextlib.suppress(Exception):
+                await self._redis.nodes_manager.initialize()
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        channels = [_channel(s) for s in self._watched]
-        if not channels:
-            channels = ["fe:n:-"]  # keep the connection subscribed to something
         try:
-            await self._pubsub.subscribe(*channels)
-        except RedisError:
-            return
+            await self._listen(*(self._watched or ["-"]))  # "-": keep the connection subscribed
+        except (RedisError, OSError):
+            return False
         if self._listener is not None:
             for sid in list(self._watched):
                 self._listener.committed(sid, -1, None)
+        return True
 
     def _heard(self, sid: str, data: str) -> None:
         """A pub/sub message: "N:<instance>" (seq N stored there) or a JSON signal."""
@@ -468,7 +639,7 @@ class RedisStore:
             return
         seq, _, origin = data.partition(":")
         if origin != self.instance:  # our own commits were told directly
-            self._listener.committed(sid, int(seq), None)
+            self._tell(sid, int(seq), None)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def ping(self) -> bool:
@@ -490,10 +661,11 @@ class RedisStore:
         return None
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
+        for task in (self._pump, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
@@ -752,7 +924,8 @@ class RedisStore:
         return [json.loads(r) for r in raws]
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
-        await self._call(self._redis.publish(_channel(sid), json.dumps(payload)))
+        publish = self._redis.spublish if self.sharded else self._redis.publish
+        await self._call(publish(self._channel(sid), json.dumps(payload)))
 
     async def push_webhook(self, item: dict[str, Any]) -> None:
         await self._call(self._redis.lpush(OUTBOX, json.dumps(item)))
