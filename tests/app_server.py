@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -41,7 +41,37 @@ class Clock:
         self.now += seconds
 
 
-class AppServer(Listening):
+class InLoop:
+    """Something served by uvicorn in the test's own loop (`self._server`): started and
+    stopped, or used as `async with`. The app here, and the shop platforms' stand-ins."""
+
+    _server: uvicorn.Server
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Self:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError(f"{type(self).__name__} stopped before it started")
+            await asyncio.sleep(0.005)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class AppServer(InLoop, Listening):
     def __init__(
         self,
         config: ServerConfig,
@@ -74,28 +104,6 @@ class AppServer(Listening):
             )
         )
         self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> AppServer:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises what stopped it
-                raise RuntimeError("the server stopped before it started")
-            await asyncio.sleep(0.005)
-        return self
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        await self._task
-        self._task = None
-
-    async def __aenter__(self) -> AppServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def get(self, path: str) -> tuple[int, str]:
         async with httpx.AsyncClient() as client:

@@ -38,40 +38,25 @@ async def _demo() -> AsyncIterator[OrderBackend]:
     yield DemoBackend(TODAY)
 
 
-@contextlib.asynccontextmanager
-async def _http() -> AsyncIterator[OrderBackend]:
-    async with LocalOrderApi(TODAY) as api:
-        backend = api.backend()
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
+def _served(local: Any) -> Backend:
+    """A backend talking to a fresh local stand-in (`local(today)`, served in this loop)."""
 
+    @contextlib.asynccontextmanager
+    async def backend() -> AsyncIterator[OrderBackend]:
+        async with local(TODAY) as shop:
+            made = shop.backend()
+            try:
+                yield made
+            finally:
+                await made.aclose()
 
-@contextlib.asynccontextmanager
-async def _shopify() -> AsyncIterator[OrderBackend]:
-    async with LocalShopify(TODAY) as shop:
-        backend = shop.backend()
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
-
-
-@contextlib.asynccontextmanager
-async def _woocommerce() -> AsyncIterator[OrderBackend]:
-    async with LocalWooCommerce(TODAY) as shop:
-        backend = shop.backend()
-        try:
-            yield backend
-        finally:
-            await backend.aclose()
+    return backend
 
 
 BACKENDS: dict[str, Backend] = {
-    "http": _http,
-    "shopify": _shopify,
-    "woocommerce": _woocommerce,
+    "http": _served(LocalOrderApi),
+    "shopify": _served(LocalShopify),
+    "woocommerce": _served(LocalWooCommerce),
 }
 
 

@@ -3,7 +3,6 @@ backend"), over the demo orders: the HTTP backend's side of the backend contract
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 
 import uvicorn
@@ -14,10 +13,11 @@ from starlette.routing import Route
 
 from flowengine.actions.demo_backend import DemoBackend
 from flowengine.actions.http_backend import HttpBackend
+from tests.app_server import InLoop
 from tests.redis_server import free_port
 
 
-class LocalOrderApi:
+class LocalOrderApi(InLoop):
     def __init__(self, today: date) -> None:
         self.orders = DemoBackend(today)  # the shop's data, changed by cancels and returns
         self.port = free_port()
@@ -32,7 +32,6 @@ class LocalOrderApi:
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )
-        self._task: asyncio.Task[None] | None = None
 
     def backend(self) -> HttpBackend:
         return HttpBackend(f"http://127.0.0.1:{self.port}/api", auth_env=None)
@@ -53,16 +52,3 @@ class LocalOrderApi:
 
     async def _ticket(self, request: Request) -> Response:
         return JSONResponse(await self.orders.create_ticket(await request.json()), 201)
-
-    async def __aenter__(self) -> LocalOrderApi:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._server.should_exit = True
-            await self._task

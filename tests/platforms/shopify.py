@@ -20,7 +20,6 @@ pagination), `refuse_cancel`, `cancel_in_background`, `revoke_tokens` (the issue
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import secrets
@@ -39,6 +38,7 @@ from starlette.routing import Route
 
 from flowengine.actions.demo_backend import load_demo_orders
 from flowengine.actions.shopify import SHOPIFY_API_VERSION, ShopifyBackend
+from tests.app_server import InLoop
 from tests.redis_server import free_port
 
 SHOP = "flowengine-demo.myshopify.com"
@@ -79,7 +79,7 @@ def _index(cursor: str) -> int:
     return int(found.group()) if found else 0
 
 
-class LocalShopify:
+class LocalShopify(InLoop):
     def __init__(
         self,
         today: date,
@@ -135,7 +135,6 @@ class LocalShopify:
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         )
-        self._task: asyncio.Task[None] | None = None
 
     # -- test knobs -------------------------------------------------------------------------
 
@@ -185,27 +184,6 @@ class LocalShopify:
         return next(o for o in self.orders.values() if o["name"] == self._name(number))
 
     # -- serving ----------------------------------------------------------------------------
-
-    async def start(self) -> LocalShopify:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the local Shopify stopped before it started")
-            await asyncio.sleep(0.005)
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._task = None
-
-    async def __aenter__(self) -> LocalShopify:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _graphql(self, request: Request) -> JSONResponse:
         body = await request.json()

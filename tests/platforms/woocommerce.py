@@ -23,7 +23,6 @@ pages small), `broken` (every answer a 500, a login page…), and `requests`, ev
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -39,6 +38,7 @@ from starlette.routing import Route
 
 from flowengine.actions.demo_backend import load_demo_orders
 from flowengine.actions.woocommerce import WooCommerceBackend
+from tests.app_server import InLoop
 from tests.redis_server import free_port
 
 KEY = "ck_5f0e4b7c2a9d41e8b3c6a0f17d2e9b4c8a1f6e3d"
@@ -102,7 +102,7 @@ def _links(base: str, path: str, **more: str) -> dict[str, list[dict[str, str]]]
     return links
 
 
-class LocalWooCommerce:
+class LocalWooCommerce(InLoop):
     def __init__(
         self,
         today: date,
@@ -155,7 +155,6 @@ class LocalWooCommerce:
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         )
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -186,27 +185,6 @@ class LocalWooCommerce:
         order.update(id=new_id, number=new_number, **changes)
         order["_links"] = _links(self.url, f"{API}/orders/{new_id}")
         return self.add_order(order)
-
-    async def start(self) -> LocalWooCommerce:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the local WooCommerce stopped before it started")
-            await asyncio.sleep(0.005)
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._task = None
-
-    async def __aenter__(self) -> LocalWooCommerce:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- the demo orders as WooCommerce orders ----------------------------------------------
 
