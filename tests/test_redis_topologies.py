@@ -30,7 +30,7 @@ from tests.redis_server import (
     start_servers,
     stop_all,
 )
-from tests.server_process import Client, eventually
+from tests.server_process import Agent, Client, add_agent, eventually
 
 
 def ev(seq: int, text: str = "hi") -> dict[str, Any]:
@@ -483,8 +483,22 @@ async def test_a_conversation_through_two_boxes_on_a_three_node_cluster(tmp_path
             assert item is not None and item["n"] == 1
             await store.done_webhook(item)
             assert await store.failures(["user:x", "addr:y"]) == [0, 0]
+            # An agent added with the CLI on this cluster's URL logs in on either box.
+            await asyncio.to_thread(add_agent, "carol", redis_url=url)
+            agent = await Agent.login(b, "carol", "correct-horse-battery")
+            await agent.close()
     finally:
         stop_all(nodes)
+
+
+async def test_agents_added_on_a_sentinel_url_log_in_there(
+    sentinel_group: tuple[RedisServer, RedisServer, str],
+) -> None:
+    _, _, url = sentinel_group
+    await asyncio.to_thread(add_agent, "dora", redis_url=url)
+    async with AppServer(ServerConfig(redis_url=url, handoff_config=None)) as box:
+        agent = await Agent.login(box, "dora", "correct-horse-battery")
+        await agent.close()
 
 
 async def test_a_transition_finds_a_record_another_instance_moved(redis_server: Any) -> None:

@@ -93,12 +93,12 @@ class FileAccounts:
 class RedisAccounts:
     KEY = "fe:accounts"
 
-    def __init__(self, url: str) -> None:
-        import redis
+    def __init__(self, url: str, password: str | None = None) -> None:
+        """`url`: any form the store takes (plain, TLS, Sentinel, Cluster); `password`: else
+        the URL's, or $FLOWENGINE_REDIS_PASSWORD."""
+        from ..store.redis_topology import read_password, sync_client
 
-        self._r = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=3, socket_connect_timeout=3
-        )
+        self._r = sync_client(url, password=password or read_password(None))
 
     def get(self, username: str) -> Account | None:
         raw = self._r.hget(self.KEY, username)
@@ -119,5 +119,5 @@ class RedisAccounts:
         return removed
 
 
-def open_accounts(redis_url: str | None, path: str) -> AccountBook:
-    return RedisAccounts(redis_url) if redis_url else FileAccounts(path)
+def open_accounts(redis_url: str | None, path: str, password: str | None = None) -> AccountBook:
+    return RedisAccounts(redis_url, password) if redis_url else FileAccounts(path)

@@ -23,7 +23,7 @@ from ..actions.orders import OrderBackend
 from ..actions.perform import BackendActions
 from ..actions.throttle import Limits, ThrottledActions
 from ..handoff import config as handoff_config
-from ..handoff.accounts import AccountBook, RedisAccounts, open_accounts
+from ..handoff.accounts import AccountBook, open_accounts
 from ..handoff.service import HandoffService
 from ..handoff.webhooks import Webhooks
 from ..store import Store, open_store
@@ -88,13 +88,8 @@ async def _quietly(coro: Any) -> None:
 
 def _accounts(config: ServerConfig) -> AccountBook:
     """The agent accounts: in the same Redis (any topology, the same password) as the store."""
-    if not config.redis_url:
-        return open_accounts(None, config.agents_file)
-    from ..store.redis_topology import sync_client
-
-    book = RedisAccounts.__new__(RedisAccounts)  # its own constructor knows plain URLs only
-    book._r = sync_client(config.redis_url, password=config.redis_options()["password"])
-    return book
+    password = config.redis_options()["password"] if config.redis_url else None
+    return open_accounts(config.redis_url, config.agents_file, password)
 
 
 class Runtime:
