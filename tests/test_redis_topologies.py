@@ -130,7 +130,8 @@ def pair(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
 
 
 async def _cmd(port: int, *args: Any) -> Any:
-    r = aioredis.Redis(port=port, decode_responses=True)
+    # Bounded: a node mid-failover may accept and not answer (an unbounded read hung a run).
+    r = aioredis.Redis(port=port, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
     try:
         return await r.execute_command(*args)
     finally:
@@ -326,7 +327,7 @@ async def _failover_under_load(
         new_sessions_per_minute=1000.0,
     )
     a, b = AppServer(config), AppServer(config)
-    async with running(a, b):
+    async with asyncio.timeout(180), running(a, b):  # a hang fails, with where it waited
         assert a.runtime.store.wait_replicas == 1  # WAIT is on for Sentinel and Cluster URLs
         assert (await a.get("/readyz"))[0] == 200 and (await b.get("/readyz"))[0] == 200
         crowd = [_Shopper(f"c{i}") for i in range(shoppers)]
@@ -453,7 +454,7 @@ async def test_a_conversation_through_two_boxes_on_a_three_node_cluster(tmp_path
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        assert await create.wait() == 0
+        assert await asyncio.wait_for(create.wait(), 60) == 0
         deadline = time.monotonic() + 20
         while "cluster_state:ok" not in await _cmd(nodes[0].port, "CLUSTER", "INFO"):
             assert time.monotonic() < deadline, "the cluster did not form"
