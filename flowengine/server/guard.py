@@ -163,31 +163,15 @@ class ClientLimits:
     def new_session(self, ip: str) -> bool:
         """Whether `ip` may start one more session now (resuming one is not counted)."""
         now = self.clock()
-        if len(self._new_sessions) > 10_000:  # forget the full buckets, which limit no one
-            self._new_sessions = {
-                k: b
-                for k, b in self._new_sessions.items()
-                if 0 <= b.tokens + (now - b.stamp) * b.rate < b.burst
-            }
-        per_second = self.sessions_per_minute / 60
-        bucket = self._new_sessions.setdefault(
-            ip, TokenBucket(per_second, max(1.0, self.sessions_per_minute), stamp=now)
-        )
+        per_minute = self.sessions_per_minute
+        bucket = _bucket(self._new_sessions, ip, per_minute / 60, max(1.0, per_minute), now)
         return bucket.take(now)
 
     def strike(self, ip: str) -> None:
         """Something `ip` should not keep doing (a console socket with no valid login): more
         than `STRIKES_PER_MINUTE` a minute and it cools down as after a flood."""
         now = self.clock()
-        if len(self._strikes) > 10_000:
-            self._strikes = {
-                k: b
-                for k, b in self._strikes.items()
-                if 0 <= b.tokens + (now - b.stamp) * b.rate < b.burst
-            }
-        bucket = self._strikes.setdefault(
-            ip, TokenBucket(STRIKES_PER_MINUTE / 60, STRIKES_PER_MINUTE, stamp=now)
-        )
+        bucket = _bucket(self._strikes, ip, STRIKES_PER_MINUTE / 60, STRIKES_PER_MINUTE, now)
         if not bucket.take(now):
             self.flooded(ip)
 
@@ -207,3 +191,16 @@ class ClientLimits:
             del self._cooling[ip]
             return False
         return True
+
+
+def _bucket(
+    table: dict[str, TokenBucket], ip: str, rate: float, burst: float, now: float
+) -> TokenBucket:
+    """`ip`'s bucket in `table`, made full if new. Past 10,000 addresses the full buckets,
+    which limit no one, are forgotten (a spray of addresses cannot grow the table for ever)."""
+    if len(table) > 10_000:
+        for k in [
+            k for k, b in table.items() if not 0 <= b.tokens + (now - b.stamp) * b.rate < b.burst
+        ]:
+            del table[k]
+    return table.setdefault(ip, TokenBucket(rate, burst, stamp=now))
