@@ -37,7 +37,15 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 
 from . import redis_topology as topology
 from .base import ChatView, Commit, Listener, SessionRecord, StoreUnavailable
@@ -88,6 +96,8 @@ return {'ok', newrev, newseq}
 """
 
 
+# Replies that mean the slot map this process holds is out of date (Cluster).
+_MOVED = (MovedError, AskError, ClusterDownError, TryAgainError, ReadOnlyError)
 RECONCILE_EVERY = 2.0  # seconds (replicated topologies only)
 
 # The highest seq of a session known to be on a replica (written after WAIT; never lowered).
@@ -242,7 +252,7 @@ class RedisStore:
         password: str | None = None,
         wait_replicas: int | None = None,
         wait_timeout: float = 1.0,
-        sharded_pubsub: bool = False,
+        sharded_pubsub: bool = True,
     ) -> None:
         """`password` overrides the URL's. `wait_replicas`: after each commit, how many
         replicas must have it (WAIT) before it is acknowledged; None: 1 on Sentinel and
@@ -276,10 +286,11 @@ class RedisStore:
         self._known_seq: dict[str, int] = {}
         self._unmarked: dict[str, int] = {}  # replicated seqs whose `aseq` was not written yet
         self._stale = False  # a subscription failed: the pump subscribes everything again
+        # Sharded: (first, last) time in a run of "a node's pub/sub has no connection" errors
+        self._unconnected = (0.0, 0.0)
         self._subscribed = asyncio.Event()
-        # Sharded pub/sub on Cluster (SPUBLISH/SSUBSCRIBE in the session's slot), when
-        # `sharded_pubsub`: off by default, as live updates may stop after a failover (see
-        # docs/deployment.md); plain pub/sub (every node carries every message) otherwise.
+        # On Cluster, sharded pub/sub (SPUBLISH/SSUBSCRIBE in the session's slot: only that
+        # shard carries it); `sharded_pubsub=False` broadcasts to every node (tests compare).
         self.sharded = self.cluster and sharded_pubsub
         self._publish = "SPUBLISH" if self.sharded else "PUBLISH"
         self.instance = secrets.token_hex(6)
@@ -297,7 +308,7 @@ class RedisStore:
                     data, applied = await pipe.execute()
             if applied and self.wait_replicas > 0:
                 await self._replicated(actions_key)
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         return _record(sid, data, bool(applied))
 
@@ -330,9 +341,9 @@ class RedisStore:
                 outcome, new_rev, new_seq = await self._commit_and_wait(list(_keys(sid)), args)
             else:
                 outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
-        except (OSError, AttributeError) as exc:  # redis-py's cluster client, mid-failover
+        except AttributeError as exc:  # redis-py's cluster client, mid-failover
             raise StoreUnavailable(f"{self.problem or 'error'}: {type(exc).__name__}") from exc
         if outcome == "ok" and events and self.wait_replicas > 0:
             await self._acknowledged(sid, int(new_seq))
@@ -393,14 +404,26 @@ class RedisStore:
         if self.cluster:
             from redis.asyncio.cluster import PipelineCommand
 
-            node = self._redis.get_node_from_key(key)
+            # Sent to the node past the client's own redirect handling: a node that has gone
+            # or a slot that moved refreshes the slot map here, so the resend finds the owner.
+            await self._redis.initialize()  # the slot map, on a first command (no-op after)
             batch = [PipelineCommand(i, *c) for i, c in enumerate(commands)]
-            await node.execute_pipeline(batch)
+            try:
+                await self._redis.get_node_from_key(key).execute_pipeline(batch)
+            except topology.FAILURES:
+                await self._refresh_slots()
+                raise
+            if any(isinstance(c.result, _MOVED) for c in batch):
+                await self._refresh_slots()
             return [c.result for c in batch]
         async with self._redis.pipeline(transaction=False) as pipe:
             for c in commands:
                 pipe.execute_command(*c)
             return list(await pipe.execute(raise_on_error=False))
+
+    async def _refresh_slots(self) -> None:
+        with contextlib.suppress(*topology.FAILURES):
+            await self._redis.nodes_manager.initialize()
 
     async def _load_script(self, key: str, source: str) -> None:
         if self.cluster:
@@ -413,7 +436,7 @@ class RedisStore:
         start = max(after_seq, 0)
         try:
             raw = await self._redis.lrange(_keys(sid)[1], start, start + limit - 1)
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         return [json.loads(r) for r in raw]
 
@@ -421,20 +444,20 @@ class RedisStore:
     async def put_version(self, version: str, bundle: dict[str, Any], ttl: float) -> None:
         try:
             await self._redis.set(f"fe:v:{version}", json.dumps(bundle), px=int(ttl * 1000))
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
 
     async def get_version(self, version: str) -> dict[str, Any] | None:
         try:
             raw = await self._redis.get(f"fe:v:{version}")
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         return json.loads(raw) if raw else None
 
     async def touch_version(self, version: str, ttl: float) -> None:
         try:
             await self._redis.pexpire(f"fe:v:{version}", int(ttl * 1000))
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
 
     # -- analytics -----------------------------------------------------------------------
@@ -460,13 +483,13 @@ class RedisStore:
                         approximate=True,
                     )
                 await pipe.execute()
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
         try:
             rows = await self._redis.xrevrange(EVENTS_KEY, count=count)
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         out: list[dict[str, Any]] = []
         for _, fields in reversed(rows or []):
@@ -491,7 +514,7 @@ class RedisStore:
         self._watched.pop(sid, None)
         self._known_seq.pop(sid, None)
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, RuntimeError):
+            with contextlib.suppress(*topology.FAILURES, RuntimeError):
                 if self.sharded:
                     await self._pubsub.sunsubscribe(self._channel(sid))
                 else:
@@ -526,6 +549,7 @@ class RedisStore:
     async def _listen(self, *sids: str) -> None:
         channels = [self._channel(s) for s in sids]
         if self.sharded:  # one SSUBSCRIBE per slot, on the node holding it
+            await self._redis.initialize()  # the slot map (no-op once known)
             for c in channels:
                 await self._pubsub.ssubscribe(c)
         else:
@@ -533,10 +557,10 @@ class RedisStore:
 
     async def _subscribe(self, sid: str) -> None:
         if self._pubsub is None:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self._new_pubsub()
         try:
             await self._listen(sid)
-        except RedisError:
+        except topology.FAILURES:
             log.warning("pub/sub unavailable; session updates resume when Redis is back")
             self._stale = True  # the pump subscribes again
         self._subscribed.set()
@@ -545,6 +569,11 @@ class RedisStore:
         replicated = self.topology.replicated
         if replicated and (self._reconciler is None or self._reconciler.done()):
             self._reconciler = asyncio.create_task(self._reconcile())
+
+    def _new_pubsub(self) -> Any:
+        # Sharded: subscription messages are read, as a `sunsubscribe` nobody asked for is how
+        # a node that lost the slot (a failover) tells its subscribers to go elsewhere.
+        return self._redis.pubsub(ignore_subscribe_messages=not self.sharded)
 
     async def _reconcile(self) -> None:
         while True:
@@ -560,7 +589,7 @@ class RedisStore:
                     for sid in sids:
                         pipe.hget(_keys(sid)[0], "aseq")  # replicated seqs only
                     seqs = await pipe.execute()
-            except (RedisError, OSError):
+            except topology.FAILURES:
                 continue  # the store is away: the pump's resubscribe re-reads when it is back
             for sid, seq in zip(sids, seqs, strict=True):
                 if seq is not None and sid in self._watched:
@@ -584,7 +613,19 @@ class RedisStore:
         if nodes == 0:
             await asyncio.sleep(0.1)
             return None
-        message = await self._pubsub.get_sharded_message(timeout=0.1 / nodes)
+        try:
+            message = await self._pubsub.get_sharded_message(timeout=0.1 / nodes)
+        except RuntimeError:
+            # A node's connection being made by a concurrent `watch`; if it never is (its
+            # subscribe failed), subscribe everything again.
+            now = asyncio.get_running_loop().time()
+            if now - self._unconnected[1] > 1.0:  # a new run of these errors
+                self._unconnected = (now, now)
+            self._unconnected = (self._unconnected[0], now)
+            if now - self._unconnected[0] > 2.0:
+                raise
+            await asyncio.sleep(0.01)
+            return None
         if message and message["type"] == "sunsubscribe":
             # Not asked for (a node that no longer holds the slot drops its subscribers, as
             # after a failover): subscribe again where the slot is now.
@@ -608,7 +649,7 @@ class RedisStore:
                     self._heard(_sid_of(message["channel"]), message["data"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, RuntimeError) as exc:
+            except (*topology.FAILURES, RuntimeError) as exc:
                 log.warning(
                     "pub/sub connection lost (%s: %s); reconnecting", type(exc).__name__, exc
                 )
@@ -618,12 +659,11 @@ class RedisStore:
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()
         if self.cluster:  # a node failed: learn which nodes hold the slots now
-            with contextlib.suppress(Exception):
-                await self._redis.nodes_manager.initialize()
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            await self._refresh_slots()
+        self._pubsub = self._new_pubsub()
         try:
             await self._listen(*(self._watched or ["-"]))  # "-": keep the connection subscribed
-        except (RedisError, OSError):
+        except topology.FAILURES:
             return False
         if self._listener is not None:
             for sid in list(self._watched):
@@ -651,11 +691,8 @@ class RedisStore:
         read_only, unreachable, error)."""
         try:
             await self._redis.set(f"fe:health:{self.instance}", 1, px=5000)
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             await self._unavailable(exc)
-            return self.problem
-        except OSError as exc:
-            self.problem = topology.problem_of(exc)
             return self.problem
         self.problem = None
         return None
@@ -677,10 +714,10 @@ class RedisStore:
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
-        except RedisError as exc:
+        except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
 
-    async def _unavailable(self, exc: RedisError) -> StoreUnavailable:
+    async def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The error to raise for a failed command. A READONLY reply means the server we are
         connected to is a replica now (a primary demoted in place, or a proxy or DNS name that
         moved): every pooled connection is dropped, so the next command connects afresh (to

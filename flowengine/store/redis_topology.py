@@ -26,6 +26,8 @@ from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
     ReadOnlyError,
+    RedisClusterException,
+    RedisError,
     ResponseError,
 )
 from redis.exceptions import (
@@ -36,6 +38,11 @@ from redis.exceptions import (
 )
 
 Kind = Literal["plain", "sentinel", "cluster"]
+
+# What a command may raise when the store fails: redis-py's errors, and on Cluster also its
+# cluster errors (not RedisErrors: a slot left uncovered mid-failover, no node reachable) and
+# socket errors it passes through.
+FAILURES = (RedisError, RedisClusterException, OSError)
 Problem = Literal["auth_failed", "tls", "read_only", "unreachable", "error"]
 
 # Query options passed on to the client (everything else in the query is refused).
