@@ -1,14 +1,23 @@
-"""Benchmark: clicks per second and latency over real WebSockets, against a bare echo socket.
+"""Benchmark: clicks per second and latency over real WebSockets, against bare baselines.
 
-Starts `flowengine serve` (the embedded store in memory, in a SQLite file with `--data-dir`, or
-Redis with `--redis-url`) and, as a baseline in the same run,
-a bare Starlette echo WebSocket on the same uvicorn settings. N concurrent clients then click
-through the size guide (menu -> answer -> "another category" -> ...), each waiting for the ack
-of one click before the next, for a fixed time. Prints clicks/s, p50/p99 latency (send -> ack),
-the ratio to the echo baseline, and the server's memory per idle socket.
+In one run, on the same uvicorn settings and the same Redis:
 
-    python bench/ws_clicks.py [--sessions 50] [--seconds 10] [--idle 500]
-                              [--data-dir DIR | --redis-url URL]
+* a bare Starlette echo WebSocket (the ceiling for the embedded store);
+* a bare socket that makes the one Redis write a click needs per message (one EVALSHA: bump a
+  revision, store a state, append the event, set the TTLs; redis-py asyncio, one pool) — the
+  ceiling for flowengine on Redis;
+* `flowengine serve` on the embedded store (in memory, or a SQLite file with `--data-dir`) and on
+  Redis, with 1 and 2 workers: N concurrent clients click through the size guide
+  (menu -> answer -> "another category" -> ...), each waiting for the ack of one click before
+  the next, for a fixed time;
+* flowengine on Redis with many sessions clicking at a person's pace (one click every 2 s each);
+* the server's memory per idle socket with a session, on both stores.
+
+It prints clicks/s, p50/p99 (send -> ack) and every ratio the goals in docs/benchmarks.md are
+stated in. Without `--redis-url` it starts its own `redis-server` (no persistence) on a free port.
+
+    python bench/ws_clicks.py [--sessions 100] [--seconds 10] [--idle 1000] [--human 1000]
+                              [--data-dir DIR] [--redis-url URL] [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis.asyncio as aioredis
 import websockets
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -51,6 +61,40 @@ async def _echo(ws: WebSocket) -> None:
 
 
 echo_app = Starlette(routes=[WebSocketRoute("/ws", _echo)])
+
+# The one write a click needs, as a naive server would make it: one script call per message.
+_ONE_WRITE = """
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 1800000)
+redis.call('PEXPIRE', KEYS[2], 1800000)
+return rev
+"""
+_redis: aioredis.Redis | None = None
+
+
+async def _write_echo(ws: WebSocket) -> None:
+    global _redis
+    if _redis is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            os.environ["FE_BENCH_REDIS"], max_connections=32
+        )
+        _redis = aioredis.Redis(connection_pool=pool)
+    script = _redis.register_script(_ONE_WRITE)
+    await ws.accept()
+    sid = os.urandom(8).hex()
+    keys = [f"bench:{{{sid}}}:s", f"bench:{{{sid}}}:log"]
+    try:
+        while True:
+            text = await ws.receive_text()
+            await script(keys=keys, args=[text, text])
+            await ws.send_text(text)
+    except Exception:
+        return
+
+
+write_app = Starlette(routes=[WebSocketRoute("/ws", _write_echo)])
 
 
 def _port() -> int:
@@ -108,6 +152,36 @@ async def _flow_client(url: str, until: float, latencies: list[float]) -> int:
     return clicks
 
 
+async def _human_client(url: str, until: float, latencies: list[float]) -> int:
+    """A person's pace: a click every ~2 s (spread, so the load is even), each timed."""
+    import random
+
+    cycle = ["tops", "another", "bottoms", "another"]
+    clicks = 0
+    async with websockets.connect(url, compression=None, open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "hello", "session": None, "last_seq": 0}))
+        while json.loads(await ws.recv())["type"] != "message":
+            pass
+        await ws.send(json.dumps({"type": "choose", "id": "s", "option": "sizes"}))
+        while json.loads(await ws.recv())["type"] != "ack":
+            pass
+        await asyncio.sleep(random.uniform(0, 2.0))
+        i = 0
+        while time.monotonic() < until:
+            frame_id = f"c{i}"
+            began = time.perf_counter()
+            await ws.send(json.dumps({"type": "choose", "id": frame_id, "option": cycle[i % 4]}))
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply["type"] == "ack" and reply["id"] == frame_id:
+                    break
+            latencies.append(time.perf_counter() - began)
+            clicks += 1
+            i += 1
+            await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - began)))
+    return clicks
+
+
 async def _echo_client(url: str, until: float, latencies: list[float]) -> int:
     n = 0
     async with websockets.connect(url, compression=None) as ws:
@@ -148,16 +222,7 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--idle", type=int, default=500)
-    parser.add_argument("--redis-url", default=None)
-    parser.add_argument("--data-dir", default=None, help="the embedded store in a file there")
-    args = parser.parse_args()
-
-    fe_port, echo_port = _port(), _port()
+def _serve(port: int, store: list[str], workers: int = 1) -> subprocess.Popen[bytes]:
     # One client machine plays many shoppers clicking flat out: lift the per-IP and per-socket
     # limits that protect a real server from one abusive client.
     cmd = [
@@ -166,7 +231,7 @@ async def main() -> None:
         "flowengine",
         "serve",
         "--port",
-        str(fe_port),
+        str(port),
         "--log-level",
         "warning",
         "--socket-rate",
@@ -177,56 +242,181 @@ async def main() -> None:
         "100000",
         "--new-sessions-per-minute",
         "1000000",
+        "--workers",
+        str(workers),
+        *store,
     ]
-    if args.redis_url:
-        cmd += ["--redis-url", args.redis_url]
-    elif args.data_dir:
-        cmd += ["--data-dir", args.data_dir]
-    else:
-        cmd += ["--memory"]
-    fe = subprocess.Popen(cmd, cwd=ROOT)
-    echo = subprocess.Popen(
+    return subprocess.Popen(cmd, cwd=ROOT)
+
+
+def _baseline(port: int, app: str, redis_url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "--app-dir",
             str(ROOT / "bench"),
-            "ws_clicks:echo_app",
+            f"ws_clicks:{app}",
             "--port",
-            str(echo_port),
+            str(port),
             *UVICORN,
         ],
         cwd=ROOT,
+        env={**os.environ, "FE_BENCH_REDIS": redis_url},
     )
+
+
+def _redis_server() -> tuple[subprocess.Popen[bytes], str]:
+    port = _port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+class Run:
+    """One measured server: its clicks/s, latencies and memory per idle socket."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rate = 0.0
+        self.latencies: list[float] = []
+        self.idle_kib: float | None = None
+
+    def line(self) -> str:
+        idle = f"  {self.idle_kib:5.1f} KiB/idle socket" if self.idle_kib is not None else ""
+        return (
+            f"{self.name:<44} {self.rate:8,.0f}/s  p50 {_pct(self.latencies, 50):7.2f} ms  "
+            f"p99 {_pct(self.latencies, 99):7.2f} ms{idle}"
+        )
+
+
+async def _measure(  # type: ignore[no-untyped-def]
+    name: str,
+    proc: subprocess.Popen[bytes],
+    port: int,
+    client,
+    sessions: int,
+    seconds: float,
+    idle: int = 0,
+    hello: bool = True,
+) -> Run:
+    run = Run(name)
     try:
-        _wait(fe_port, "/healthz")
-        _wait(echo_port, "/")
-        fe_url, echo_url = f"ws://127.0.0.1:{fe_port}/ws", f"ws://127.0.0.1:{echo_port}/ws"
-        echo_rate, echo_lat = await _load(_echo_client, echo_url, args.sessions, args.seconds)
-        fe_rate, fe_lat = await _load(_flow_client, fe_url, args.sessions, args.seconds)
-        fe_idle = await _idle(fe_url, fe.pid, args.idle, hello=True)
-        echo_idle = await _idle(echo_url, echo.pid, args.idle, hello=False)
+        _wait(port, "/healthz")
+        url = f"ws://127.0.0.1:{port}/ws"
+        run.rate, run.latencies = await _load(client, url, sessions, seconds)
+        if idle:
+            run.idle_kib = await _idle(url, proc.pid, idle, hello=hello)
     finally:
-        fe.terminate()
-        echo.terminate()
-        fe.wait()
-        echo.wait()
-    store = "redis" if args.redis_url else "SQLite" if args.data_dir else "memory"
-    print(f"{args.sessions} concurrent sessions, {args.seconds:.0f} s each, {os.cpu_count()} cores")
-    print(
-        f"flowengine ({store}): {fe_rate:8,.0f} clicks/s  p50 {_pct(fe_lat, 50):6.2f} ms  "
-        f"p99 {_pct(fe_lat, 99):6.2f} ms"
+        proc.terminate()
+        proc.wait()
+    print(run.line(), flush=True)
+    return run
+
+
+def _ratio(a: Run | None, b: Run | None) -> str:
+    return f"{a.rate / b.rate:.2f}" if a and b and b.rate else "-"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--human", type=int, default=1000, help="sessions at a person's pace")
+    parser.add_argument("--redis-url", default=None, help="default: a redis-server of its own")
+    parser.add_argument("--data-dir", default=None, help="the embedded store in a file there")
+    parser.add_argument(
+        "--only",
+        default="echo,write,embedded,redis,redis2,human",
+        help="which runs, comma-separated",
     )
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    own_redis = None
+    redis_url = args.redis_url
+    if redis_url is None:
+        own_redis, redis_url = _redis_server()
+    embedded = ["--data-dir", args.data_dir] if args.data_dir else ["--memory"]
+    n, secs = args.sessions, args.seconds
     print(
-        f"bare echo socket:       {echo_rate:8,.0f} msgs/s   p50 {_pct(echo_lat, 50):6.2f} ms  "
-        f"p99 {_pct(echo_lat, 99):6.2f} ms"
+        f"{n} sessions clicking flat out, {secs:.0f} s a run, {os.cpu_count()} cores; "
+        f"Redis {redis_url}"
     )
-    print(f"flowengine / echo throughput: {fe_rate / echo_rate:.2f}")
-    print(
-        f"memory per idle socket: flowengine {fe_idle:.1f} KiB (after hello), "
-        f"echo {echo_idle:.1f} KiB"
-    )
+    runs: dict[str, Run] = {}
+    try:
+        if "echo" in only:
+            port = _port()
+            proc = _baseline(port, "echo_app", redis_url)
+            runs["echo"] = await _measure(
+                "bare echo socket", proc, port, _echo_client, n, secs, args.idle, hello=False
+            )
+        if "write" in only:
+            port = _port()
+            proc = _baseline(port, "write_app", redis_url)
+            runs["write"] = await _measure(
+                "bare socket + one Redis write", proc, port, _echo_client, n, secs
+            )
+        if "embedded" in only:
+            port = _port()
+            proc = _serve(port, embedded)
+            name = f"flowengine, embedded ({'SQLite' if args.data_dir else 'memory'})"
+            runs["embedded"] = await _measure(name, proc, port, _flow_client, n, secs, args.idle)
+        if "redis" in only:
+            port = _port()
+            proc = _serve(port, ["--redis-url", redis_url])
+            runs["redis"] = await _measure(
+                "flowengine, Redis, 1 worker", proc, port, _flow_client, n, secs, args.idle
+            )
+        if "redis2" in only:
+            port = _port()
+            proc = _serve(port, ["--redis-url", redis_url], workers=2)
+            runs["redis2"] = await _measure(
+                "flowengine, Redis, 2 workers", proc, port, _flow_client, n, secs
+            )
+        if "human" in only:
+            port = _port()
+            proc = _serve(port, ["--redis-url", redis_url])
+            runs["human"] = await _measure(
+                f"flowengine, Redis, {args.human} at a person's pace",
+                proc,
+                port,
+                _human_client,
+                args.human,
+                max(secs, 10.0),
+            )
+    finally:
+        if own_redis is not None:
+            own_redis.terminate()
+            own_redis.wait()
+    r = runs.get
+    print()
+    print(f"embedded / bare echo:               {_ratio(r('embedded'), r('echo'))}  (goal >= 0.6)")
+    print(f"Redis / bare socket + one write:    {_ratio(r('redis'), r('write'))}  (goal >= 1.0)")
+    print(f"Redis, 2 workers / 1 worker:        {_ratio(r('redis2'), r('redis'))}")
+    if r("redis"):
+        print(
+            f"p99 at {n} saturating, Redis: "
+            f"{_pct(runs['redis'].latencies, 99):.1f} ms  (goal <= 50)"
+        )
+    if r("human"):
+        print(
+            f"p99 at {args.human} at a person's pace: "
+            f"{_pct(runs['human'].latencies, 99):.1f} ms  (goal <= 25)"
+        )
+    for key in ("embedded", "redis"):
+        run = r(key)
+        if run and run.idle_kib is not None:
+            print(f"memory per idle socket, {key}: {run.idle_kib:.1f} KiB  (goal <= 16)")
 
 
 if __name__ == "__main__":
