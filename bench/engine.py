@@ -27,7 +27,16 @@ FLOWS = Path(__file__).resolve().parent.parent / "flows"
 TODAY = date(2026, 11, 22)
 
 SCRIPTS: list[tuple[str, list[m.Event]]] = [
-    ("cs", [m.Choose("track"), m.Text("1003"), m.Text("chloe.pop@example.com"), m.Choose("done")]),
+    (
+        "cs",
+        [
+            m.Choose("track"),
+            m.Text("1003"),
+            m.Text("chloe.pop@example.com"),
+            m.Choose("done"),
+            m.Choose("yes"),
+        ],
+    ),
     (
         "en",
         [
@@ -53,6 +62,7 @@ SCRIPTS: list[tuple[str, list[m.Event]]] = [
             m.Choose("another"),
             m.Choose("shoes"),
             m.Choose("done"),
+            m.Choose("yes"),
         ],
     ),
     (

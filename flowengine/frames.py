@@ -54,7 +54,7 @@ def _shape(
 # (channel, direction, type) -> shape. Adding a field here is a protocol change: document it.
 SHAPES: dict[tuple[str, str, str], Shape] = {
     ("transcript", "out", "message"): _shape(
-        "transcript", "out", "type seq at from text options input", "agent"
+        "transcript", "out", "type seq at from text options input", "agent csat"
     ),
     ("transcript", "out", "handoff"): _shape(
         "transcript", "out", "type seq at status", "queue position agent reason by"
@@ -113,19 +113,25 @@ def message(
     text: str,
     options: Sequence[Mapping[str, str]] = (),
     input: Mapping[str, Any] | None = None,
+    csat: str | None = None,
 ) -> Frame:
-    return {
+    """`csat`: the message asks the shopper's verdict on this scale (`yes_no`, `five`); its
+    options are the answers, which the widget shows as a row of buttons."""
+    frame: Frame = {
         "type": "message",
         "from": sender,
         "text": text,
         "options": [dict(o) for o in options],
         "input": dict(input) if input is not None else None,
     }
+    if csat is not None:
+        frame["csat"] = csat
+    return frame
 
 
 def from_engine(msg: m.Message) -> Frame:
     """A line the engine said (bot, system) or echoed (shopper)."""
-    return message(msg.sender, msg.text, msg.options, msg.input)
+    return message(msg.sender, msg.text, msg.options, msg.input, msg.csat)
 
 
 def agent_message(agent: str, text: str) -> Frame:
@@ -166,9 +172,10 @@ def number(events: Iterable[Frame], after_seq: int, now: float) -> list[Frame]:
 
 def transcript(result: m.Result, before: m.State, extra: Iterable[Frame] = ()) -> list[Frame]:
     """The (unnumbered) transcript events one engine result adds: notices first, then what the
-    engine said, then `ended` when this result ended the conversation."""
+    engine said, then `ended` when this result ended the conversation, or said something
+    after its end (the thanks for a rating: the conversation is still over)."""
     out = [*extra, *(from_engine(msg) for msg in result.messages)]
-    if result.state.waiting == "ended" and before.waiting != "ended":
+    if result.state.waiting == "ended" and (before.waiting != "ended" or result.messages):
         out.append(ended(result.state.resolution))
     return out
 

@@ -27,6 +27,9 @@ async def test_a_whole_conversation(server: ServerProcess) -> None:
     assert "DHL" in msg["text"]
     await c.until(lambda f: f.get("type") == "message" and f.get("options"))
     await c.act({"type": "choose", "option": "done"})
+    asked = await c.until(lambda f: f.get("type") == "message" and f.get("csat") == "yes_no")
+    assert [o["id"] for o in asked["options"]] == ["yes", "no"]
+    await c.act({"type": "choose", "option": "yes"})
     ended = await c.until(lambda f: f.get("type") == "ended")
     assert ended["resolution"] == "resolved"
     seqs = [e["seq"] for e in c.events]

@@ -445,6 +445,8 @@
       ".options:empty{display:none}",
       ".options button{border:1px solid var(--accent);color:var(--fg);background:var(--bubble);border-radius:16px;padding:7px 12px;cursor:pointer;font-size:14px;text-align:left}",
       ".options button:hover{background:var(--log)}",
+      ".options.csat button{flex:1 1 0;min-width:0;min-height:40px;text-align:center;padding:7px 4px}",
+      ".options.csat button.again{flex-basis:100%}",
       "button:focus-visible,input:focus-visible{outline:3px solid var(--focus);outline-offset:2px}",
       "header button:focus-visible{outline-color:var(--on-brand)}",
       "form{display:flex;gap:6px;padding:10px;border-top:1px solid var(--line);background:var(--bg)}",
@@ -536,8 +538,10 @@
     // current: the bot's last message (its menu or text box); person: null while the bot has
     // the chat, "queued" or "assigned" while it is with a person; waiting: the "waiting for a
     // person" notice while queued, whose place in line is updated where it stands.
-    var unread = 0, lastSeq = 0, current, person, waiting, ended, typingTimer = null;
-    function reset() { lastSeq = 0; current = null; person = null; waiting = null; ended = false; }
+    // answered: the shopper rated the chat after it ended; the thanks that follows does not
+    // reopen the conversation, and the conversation's end is not announced twice.
+    var unread = 0, lastSeq = 0, current, person, waiting, ended, answered, typingTimer = null;
+    function reset() { lastSeq = 0; current = null; person = null; waiting = null; ended = false; answered = false; }
     reset();
 
     function setTyping(on) {
@@ -561,15 +565,18 @@
       if (e.type === "message") showMessage(e);
       else if (e.type === "handoff") showHandoff(e);
       else if (e.type === "ended") {
+        if (!(ended && answered)) note(T.ended);
         ended = true;
-        current = null;
-        note(T.ended);
+        answered = false;
+        // The rating asked after a chat with a person stays answerable once it has ended.
+        if (!(current && current.csat)) current = null;
       }
       log.scrollTop = log.scrollHeight;
     }
 
     function showMessage(e) {
       var who = { shopper: "shopper", agent: "agent", system: "notice" }[e.from] || "bot";
+      if (who === "shopper" && ended && current && current.csat) answered = true;
       var bubble = el("p", { class: "msg " + who });
       if (who === "agent" && e.agent) bubble.appendChild(el("span", { class: "who" }, e.agent));
       if (who === "bot") rich(bubble, e.text); else bubble.appendChild(document.createTextNode(e.text));
@@ -579,7 +586,7 @@
         if (who === "bot") current = e;
         if (!panel.classList.contains("open")) { unread++; badge.textContent = String(unread); badge.style.display = "block"; }
       }
-      ended = false;
+      if (!answered) ended = false;
       emit("message", { from: e.from, text: e.text });
     }
 
@@ -642,6 +649,8 @@
     function showOptions() {
       options.textContent = "";
       chosen = false;
+      // A verdict question (csat): its answers as one row of equal buttons (1-5 fits a phone).
+      options.classList.toggle("csat", !!(current && current.csat));
       each(current && current.options || [], function (o) {
         var b = el("button", { type: "button" }, o.label);
         if (o.url) b.setAttribute("aria-label", o.label + " (" + T.newtab + ")");
@@ -654,7 +663,7 @@
         options.appendChild(b);
       });
       if (ended) {
-        var again = el("button", { type: "button" }, T.restart);
+        var again = el("button", { type: "button", class: "again" }, T.restart);
         again.addEventListener("click", function () { act({ type: "restart" }); });
         options.appendChild(again);
       }

@@ -25,6 +25,10 @@ class Handoff:
     timeout: tuple[str, str] | None = None
     assigned: bool = False
     origin: tuple[str, str] | None = None  # (flow, step) that asked for the person
+    # For the analytics events' `waited` and `handled` (None in states stored before them).
+    requested_at: float | None = None
+    assigned_at: float | None = None
+    agent: str | None = None  # the username of the agent who has (or last had) the chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class State:
     counter: int = 0
     handoff: Handoff | None = None
     resolution: str | None = None
+    person: bool = False  # a person was assigned to the chat in this conversation
+    rate: str | None = None  # after a chat with a person: the agent the shopper may rate now
 
     def to_json(self) -> dict[str, Any]:
         h = self.handoff
@@ -70,8 +76,13 @@ class State:
                 "timeout": _pair(h.timeout),
                 "assigned": h.assigned,
                 "origin": _pair(h.origin),
+                "requested_at": h.requested_at,
+                "assigned_at": h.assigned_at,
+                "agent": h.agent,
             },
             "resolution": self.resolution,
+            "person": self.person,
+            "rate": self.rate,
         }
 
     @classmethod
@@ -101,8 +112,13 @@ class State:
                 timeout=_tuple(h.get("timeout")),
                 assigned=h.get("assigned", False),
                 origin=_tuple(h.get("origin")),
+                requested_at=h.get("requested_at"),
+                assigned_at=h.get("assigned_at"),
+                agent=h.get("agent"),
             ),
             resolution=d.get("resolution"),
+            person=d.get("person", False),
+            rate=d.get("rate"),
         )
 
 
@@ -153,6 +169,7 @@ HANDOFF_OUTCOMES: tuple[HandoffOutcome, ...] = get_args(HandoffOutcome)
 class HandoffUpdate:
     outcome: HandoffOutcome
     hours: str = ""  # offline: the team's opening hours in the shopper's language ("": none set)
+    agent: str = ""  # assigned, closed, handed_back: the agent's username ("": not told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +194,7 @@ class Message:
     options: tuple[dict[str, str], ...] = ()
     input: dict[str, Any] | None = None
     locale: str | None = None  # where the text (or a fallen-back label) was found; tests check it
+    csat: str | None = None  # a verdict question: its scale (`yes_no`, `five`), shown as buttons
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,9 @@ from ..language.validators import MAX_ANSWER
 from . import model as m
 from .system_text import TEXTS
 
+# `handoff_requested.reason`: what led to the handoff (docs/events.md lists them).
+HandoffCause = Literal["asked", "action_error", "no_match", "unsolved", "flow"]
+
 MAX_TEXT = 2000  # characters of shopper text the engine accepts in one message
 MAX_STEPS_PER_EVENT = 200  # a guard behind the validator's E111 check
 
@@ -43,7 +46,8 @@ def start(
     )
     name = flow if flow in project.flows else settings.start
     run = _Run(project, state, now)
-    run.emit("session_started", flow=name, locale=state.locale)
+    run.emit("session_started", flow=name)
+    run.emit("conversation_started", flow=name)
     try:
         run.enter_flow(name)
     except _Refused as refused:
@@ -81,6 +85,10 @@ def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -
             run.context = _clean_context(context)  # allowed in any state, even ended
         case m.Restart():
             run.restart()
+        case m.Choose(option=option) if state.waiting == "ended" and state.rate is not None:
+            run.rate_person(option)
+        case m.Text(text=text) if state.waiting == "ended" and state.rate is not None:
+            run.rate_person(_typed_option(state.options, text) or text)
         case _ if state.waiting == "ended":
             raise _Refused("conversation_ended", "this conversation has ended; send restart")
         case m.AskForPerson():
@@ -91,8 +99,8 @@ def _dispatch(project: ir.Project, state: m.State, event: m.Event, now: float) -
             run.text(text)
         case m.ActionResult():
             run.action_result(event)
-        case m.HandoffUpdate(outcome=outcome, hours=hours):
-            run.handoff_update(outcome, hours)
+        case m.HandoffUpdate(outcome=outcome, hours=hours, agent=agent):
+            run.handoff_update(outcome, hours, agent)
         case m.SetContext():  # pragma: no cover - matched first; here for the type checker
             pass
         case _:
@@ -133,6 +141,8 @@ class _Run:
         self.counter = state.counter
         self.handoff = state.handoff
         self.resolution = state.resolution
+        self.person = state.person
+        self.rate = state.rate
         self.locale = state.locale
         self.context = state.context
         self.messages: list[m.Message] = []
@@ -140,6 +150,9 @@ class _Run:
         self.events: list[dict[str, Any]] = []
         self.visited: list[tuple[str, str, str]] = []
         self.budget = MAX_STEPS_PER_EVENT
+        # What led to a handoff in this transition (`handoff_requested.reason`, docs/events.md):
+        # the event sets it, an action's failure or a failed answer refines it.
+        self.cause: HandoffCause = "flow"
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -176,18 +189,22 @@ class _Run:
         options: tuple[dict[str, str], ...] = (),
         input_: dict[str, Any] | None = None,
         label_locales: tuple[str, ...] = (),
+        csat: str | None = None,
     ) -> None:
         body, loc = text.render(self.chain(), self.variables(), markup=True)
         # Report a fallback in a button label as the message's own (tests catch both).
         wanted = self.chain()[0]
         loc = next((x for x in (loc, *label_locales) if x not in (wanted, "*")), loc)
-        self.messages.append(m.Message(sender, body, options, input_, loc))
+        self.messages.append(m.Message(sender, body, options, input_, loc, csat))
 
     def echo(self, text: str) -> None:
         self.messages.append(m.Message("shopper", text))
 
     def emit(self, kind: str, **data: Any) -> None:
-        self.events.append({"type": kind, "at": self.now, **data})
+        version = self.before.version or self.project.version
+        self.events.append(
+            {"type": kind, "at": self.now, **data, "version": version, "locale": self.locale}
+        )
 
     def result(self) -> m.Result:
         state = m.State(
@@ -205,6 +222,8 @@ class _Run:
             counter=self.counter,
             handoff=self.handoff,
             resolution=self.resolution,
+            person=self.person,
+            rate=self.rate,
         )
         return m.Result(
             state,
@@ -219,15 +238,16 @@ class _Run:
     def enter_flow(self, name: str) -> None:
         self.flow_name = name
         self.emit("flow_started", flow=name)
-        self.go(self.project.flows[name].start)
+        self.go(self.project.flows[name].start, None)
 
     def follow(self, label: str) -> None:
         """Leave the current step along the edge `label`."""
         self.visited.append((self.flow_name, self.key, label))
-        self.go(self.current.edges.get(label, ir.END))
+        self.go(self.current.edges.get(label, ir.END), self.key)
 
-    def go(self, target: str) -> None:
-        """Run steps from `target` until the conversation waits or ends."""
+    def go(self, target: str, came_from: str | None) -> None:
+        """Run steps from `target` until the conversation waits or ends. `came_from`: the step
+        of this flow run left to get there (None: the flow run starts here)."""
         while True:
             self.budget -= 1
             if self.budget < 0:
@@ -245,24 +265,44 @@ class _Run:
                 return
             self.key = target
             step = self.current
-            self.emit("step_entered", flow=self.flow_name, step=step.key)
+            self.emit("step_entered", flow=self.flow_name, step=step.key, **{"from": came_from})
             nxt = self.run_step(step)
             if nxt is None:
                 return
             self.visited.append((self.flow_name, step.key, nxt))
             target = step.edges.get(nxt, ir.END)
+            came_from = step.key
 
     def finish_flow(self, resolution: str | None) -> None:
         """End the current flow: back to the flow that linked it, or end the conversation."""
         self.emit("flow_ended", flow=self.flow_name, resolution=resolution)
         if self.stack:
+            child = self.flow_name
             self.flow_name, after = self.stack.pop()
-            self.go(after)
+            self.go(after, self.link_to(child, after))
             return
+        self.end_conversation(resolution)
+
+    def end_conversation(self, resolution: str | None) -> None:
         self.waiting = "ended"
         self.options = ()
         self.resolution = resolution
-        self.emit("conversation_ended", resolution=resolution)
+        self.emit(
+            "conversation_ended", flow=self.flow_name, resolution=resolution, person=self.person
+        )
+
+    def link_to(self, child: str, after: str) -> str | None:
+        """The `link:` step of the current flow that ran `child` and continues at `after`."""
+        return next(
+            (
+                s.key
+                for s in self.flow.steps.values()
+                if isinstance(s, ir.Link)
+                and s.flow == child
+                and s.edges.get("next", ir.END) == after
+            ),
+            None,
+        )
 
     # -- steps: each returns the edge label to follow, or None to wait ----------------------
     def run_step(self, step: ir.AnyStep) -> str | None:
@@ -305,7 +345,7 @@ class _Run:
                 self.visited.append((self.flow_name, step.key, "next"))
                 self.emit("flow_linked", flow=step.flow, parent=self.flow_name)
                 self.flow_name = step.flow
-                self.go(self.project.flows[step.flow].start)
+                self.go(self.project.flows[step.flow].start, None)
                 return None
             case ir.Handoff():
                 flow = self.flow_name
@@ -317,6 +357,9 @@ class _Run:
                     offline=_edge(flow, step, "offline"),
                     timeout=_edge(flow, step, "timeout"),
                 )
+                return None
+            case ir.Csat():
+                self.ask_verdict(step.scale, step.prompt or TEXTS[f"csat.{step.scale}"])
                 return None
             case ir.End():
                 self.finish_flow(step.resolution)
@@ -376,6 +419,47 @@ class _Run:
         self.waiting = "text" if kind else "click"
         self.options = tuple((c["id"], c["label"]) for c in choices)
 
+    def ask_verdict(self, scale: str, question: LocalText) -> None:
+        """A csat question: its answers as buttons (labels in the shopper's language)."""
+        shown: list[dict[str, str]] = []
+        locales: list[str] = []
+        for oid, _score in ir.CSAT_SCALES[scale]:
+            label_text = TEXTS.get(f"csat.{oid}")
+            label, loc = self.render(label_text) if label_text is not None else (oid, "*")
+            shown.append({"id": oid, "label": label})
+            locales.append(loc)
+        self.say(question, options=tuple(shown), label_locales=tuple(locales), csat=scale)
+        self.options = tuple((o["id"], o["label"]) for o in shown)
+        if self.waiting != "ended":
+            self.waiting = "click"
+
+    def verdict(self, scale: str, option: str, agent: str | None) -> int:
+        """Record the shopper's answer to a csat question; its score."""
+        score = dict(ir.CSAT_SCALES[scale])[option]
+        self.emit(
+            "csat_given",
+            flow=self.flow_name,
+            step=self.key,
+            scale=scale,
+            score=score,
+            agent=agent,
+        )
+        # A handoff this answer leads to: the shopper said the flow did not solve it.
+        self.cause = "unsolved" if ir.csat_exit(scale, score) in ("no", "low") else "asked"
+        return score
+
+    def rate_person(self, option: str) -> None:
+        """The 1-5 answer about the person who just closed the chat (the conversation has
+        ended; answering or not changes nothing else)."""
+        label = dict(self.options).get(option)
+        if label is None:
+            raise _Refused("unknown_option", f"'{option[:40]}' is not one of the options shown")
+        self.echo(label)
+        self.verdict("five", option, self.rate)
+        self.rate = None
+        self.options = ()
+        self.say(TEXTS["csat.thanks"])
+
     # -- events --------------------------------------------------------------------------
     def choose(self, option: str) -> None:
         if self.waiting != "click" and not (self.waiting == "text" and self.options):
@@ -385,7 +469,13 @@ class _Run:
             raise _Refused("unknown_option", f"'{option[:40]}' is not one of the options shown")
         step = self.current
         self.echo(label)
+        if isinstance(step, ir.Csat):
+            score = self.verdict(step.scale, option, None)
+            exit_ = ir.csat_exit(step.scale, score)
+            self.follow(exit_ if exit_ in step.edges else "next")
+            return
         self.emit("option_chosen", flow=self.flow_name, step=step.key, option=option)
+        self.cause = "asked"  # a click that leads straight to a person asked for one
         if isinstance(step, ir.Ask):
             self.accept_answer(step, option)
             return
@@ -426,27 +516,18 @@ class _Run:
             return
         if self.waiting == "click" and not isinstance(self.current, ir.Ask):
             # A typed option label counts as the click.
-            wanted = text.strip().casefold()
-            for oid, label in self.options:
-                if label.casefold() == wanted or oid.casefold() == wanted:
-                    self.choose(oid)
-                    return
-            raise _Refused("expected_choice", "please choose one of the options")
+            typed = _typed_option(self.options, text)
+            if typed is None:
+                raise _Refused("expected_choice", "please choose one of the options")
+            self.choose(typed)
+            return
         if self.waiting not in ("text", "click"):
             raise _Refused(*_not_now(self.waiting, "text"))
         step = self.current
         assert isinstance(step, ir.Ask)
         self.echo(text)
         if step.validator is None:  # one_of: the text must name a choice
-            wanted = text.strip().casefold()
-            value = next(
-                (
-                    oid
-                    for oid, label in self.options
-                    if label.casefold() == wanted or oid.casefold() == wanted
-                ),
-                None,
-            )
+            value: Any = _typed_option(self.options, text)
         else:
             value = step.validator.check(text[:MAX_ANSWER])
         self.emit("text_given", flow=self.flow_name, step=step.key, valid=value is not None)
@@ -464,6 +545,7 @@ class _Run:
         self.tries += 1
         if self.tries >= step.max_tries:
             self.tries = 0
+            self.cause = "no_match"
             self.follow("fail")
             return
         if step.retry:
@@ -491,8 +573,10 @@ class _Run:
                 self.vars[step.save_as] = event.data
             self.follow("next")
         elif event.outcome in ("not_found", "throttled") and event.outcome in step.edges:
+            self.cause = "no_match"
             self.follow(event.outcome)
         else:  # an error, or an answer the action never gives (the step has no exit for it)
+            self.cause = "action_error"
             self.follow("error")
 
     def ask_for_person(self) -> None:
@@ -501,6 +585,7 @@ class _Run:
         if self.waiting == "action":
             raise _Refused("busy", "one moment: still working on the last answer")
         self.emit("handoff_asked", flow=self.flow_name, step=self.key, by="shopper")
+        self.cause = "asked"
         self.start_handoff(
             self.project.settings.handoff_queue,
             self.project.settings.handoff_priority,
@@ -519,7 +604,14 @@ class _Run:
         timeout: tuple[str, str] | None = None,
     ) -> None:
         self.handoff = m.Handoff(
-            queue, priority, reason, back, offline, timeout, origin=(self.flow_name, self.key)
+            queue,
+            priority,
+            reason,
+            back,
+            offline,
+            timeout,
+            origin=(self.flow_name, self.key),
+            requested_at=self.now,
         )
         self.waiting = "agent"
         self.options = ()
@@ -530,29 +622,38 @@ class _Run:
             step=self.key,
             queue=queue,
             priority=priority,
-            reason=reason,
+            reason=self.cause,
+            topic=reason,
         )
         top = self.stack[0][0] if self.stack else self.flow_name
         self.effects.append(
             m.RequestHandoff(queue, priority, reason, self.flow_name, self.key, top)
         )
 
-    def handoff_update(self, outcome: str, hours: str = "") -> None:
+    def handoff_update(self, outcome: m.HandoffOutcome, hours: str = "", agent: str = "") -> None:
         h = self.handoff
         if self.waiting != "agent" or h is None:
             raise _Refused("no_handoff", "this conversation is not with a person")
-        self.emit("handoff_" + outcome, queue=h.queue)
+        self.emit(
+            "handoff_" + outcome,
+            queue=h.queue,
+            flow=self.flow_name,
+            **_timing(h, outcome, agent, self.now),
+        )
         if outcome in ("offline", "timeout"):
             # What the offline flow may tell the shopper: `handoff.hours`, `handoff.outcome`.
             self.context = {**self.context, "handoff": {"outcome": outcome, "hours": hours}}
         if outcome == "assigned":
-            self.handoff = replace(h, assigned=True)
+            self.handoff = replace(h, assigned=True, assigned_at=self.now, agent=agent or None)
+            self.person = True
             return
         self.handoff = None
         if outcome == "closed":
-            self.waiting = "ended"
-            self.resolution = "agent"
-            self.emit("conversation_ended", resolution="agent")
+            self.end_conversation("agent")
+            person = agent or h.agent
+            if self.project.settings.handoff_csat and person:
+                self.rate = person
+                self.ask_verdict("five", TEXTS["csat.agent"])
             return
         label = {"handed_back": "next"}.get(outcome, outcome)
         if h.origin is not None:
@@ -579,8 +680,10 @@ class _Run:
             self.stack.clear()
             self.enter_flow(self.project.settings.start)
             return
+        asked = self.before.handoff  # the handoff this resumes from: its step was left last
+        origin = asked.origin if asked is not None else None
         self.flow_name = where[0]
-        self.go(where[1])
+        self.go(where[1], origin[1] if origin is not None and origin[0] == where[0] else None)
 
     def restart(self) -> None:
         if self.waiting not in ("ended", "start"):
@@ -593,7 +696,36 @@ class _Run:
         self.pending = None
         self.handoff = None
         self.resolution = None
+        self.person = False
+        self.rate = None
+        self.emit("conversation_started", flow=self.project.settings.start)
         self.enter_flow(self.project.settings.start)
+
+
+def _typed_option(options: tuple[tuple[str, str], ...], text: str) -> str | None:
+    """The option whose label (or id) the shopper typed."""
+    wanted = text.strip().casefold()
+    return next(
+        (oid for oid, label in options if label.casefold() == wanted or oid.casefold() == wanted),
+        None,
+    )
+
+
+def _timing(h: m.Handoff, outcome: m.HandoffOutcome, agent: str, now: float) -> dict[str, Any]:
+    """The handoff event's own fields: who, and how long it waited or was handled (seconds)."""
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else round(max(0.0, now - t), 3)
+
+    match outcome:
+        case "assigned":
+            return {"agent": agent or None, "waited": since(h.requested_at)}
+        case "offline" | "timeout":
+            return {"waited": since(h.requested_at)}
+        case "closed" | "handed_back":
+            return {"agent": agent or h.agent, "handled": since(h.assigned_at)}
+        case _:
+            assert_never(outcome)
 
 
 def _edge(flow: str, step: ir.Step, label: str) -> tuple[str, str] | None:

@@ -86,6 +86,38 @@ _TEXTS: dict[str, dict[str, str]] = {
         "id": "Anda kembali ke asisten otomatis.",
         "ro": "Sunteți din nou cu asistentul.",
     },
+    # The `csat` step's questions (a flow may write its own `prompt`), its answers, and the
+    # question after a chat with a person (`handoff.csat` in flowengine.yaml).
+    "csat.yes_no": {
+        "en": "Did this solve it?",
+        "cs": "Vyřešilo vám to, co jste potřebovali?",
+        "th": "ข้อมูลนี้ช่วยแก้ปัญหาของคุณได้ไหมคะ",
+        "id": "Apakah ini menyelesaikan masalah Anda?",
+        "ro": "V-a rezolvat problema?",
+    },
+    "csat.five": {
+        "en": "How would you rate this answer? 1 is poor, 5 is excellent.",
+        "cs": "Jak hodnotíte tuto odpověď? 1 je špatná, 5 je výborná.",
+        "th": "คุณให้คะแนนคำตอบนี้เท่าไรคะ 1 คือแย่ 5 คือดีมาก",
+        "id": "Berapa nilai Anda untuk jawaban ini? 1 buruk, 5 sangat baik.",
+        "ro": "Cum evaluați acest răspuns? 1 înseamnă slab, 5 excelent.",
+    },
+    "csat.agent": {
+        "en": "How would you rate your chat with our team? 1 is poor, 5 is excellent.",
+        "cs": "Jak hodnotíte rozhovor s naším týmem? 1 je špatný, 5 je výborný.",
+        "th": "คุณให้คะแนนการสนทนากับเจ้าหน้าที่ของเราเท่าไรคะ 1 คือแย่ 5 คือดีมาก",
+        "id": "Berapa nilai Anda untuk obrolan dengan tim kami? 1 buruk, 5 sangat baik.",
+        "ro": "Cum evaluați discuția cu echipa noastră? 1 înseamnă slab, 5 excelent.",
+    },
+    "csat.yes": {"en": "Yes", "cs": "Ano", "th": "ใช่", "id": "Ya", "ro": "Da"},
+    "csat.no": {"en": "No", "cs": "Ne", "th": "ไม่ใช่", "id": "Tidak", "ro": "Nu"},
+    "csat.thanks": {
+        "en": "Thank you for your feedback!",
+        "cs": "Děkujeme za zpětnou vazbu!",
+        "th": "ขอบคุณสำหรับความคิดเห็นค่ะ",
+        "id": "Terima kasih atas masukan Anda!",
+        "ro": "Mulțumim pentru părere!",
+    },
 }
 
 TEXTS: dict[str, Text] = {key: Text.of(value) for key, value in _TEXTS.items()}

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from .. import frames
 from ..engine import model as m
+from ..server.analytics import agent_replied
 from ..server.sessions import Applied, SessionGone, SessionService
 from ..server.tasks import stop_task
 from ..store import ChatView, Store
@@ -94,9 +95,9 @@ def _serving(online: dict[str, dict[str, Any]], team: str) -> bool:
     return any(i.get("role") == "admin" or team in i.get("teams", ()) for i in online.values())
 
 
-def _waiting_for_agent(outcome: Outcome) -> Callable[[m.State], m.Event | None]:
+def _waiting_for_agent(outcome: Outcome, agent: str) -> Callable[[m.State], m.Event | None]:
     """Tell the engine about the handoff, if the conversation is still waiting for a person."""
-    return lambda s: m.HandoffUpdate(outcome) if s.waiting == "agent" else None
+    return lambda s: m.HandoffUpdate(outcome, agent=agent) if s.waiting == "agent" else None
 
 
 class HandoffService:
@@ -275,6 +276,7 @@ class HandoffService:
                 "agent": agent.username,
                 "agent_name": agent.name,
                 "assigned_at": self.clock(),
+                "replied_at": None,
             },
             None,
             self.ttl,
@@ -294,7 +296,7 @@ class HandoffService:
         view = await self.store.chat_view(sid, TRANSCRIPT_LIMIT)
         applied = await self.sessions.advance(
             sid,
-            _waiting_for_agent("assigned"),
+            _waiting_for_agent("assigned", agent.username),
             None,
             extra=(frames.handoff_assigned(agent.name),),
             known=view.session,
@@ -344,8 +346,27 @@ class HandoffService:
         return record
 
     async def reply(self, agent: Account, sid: str, text: str) -> Applied:
-        await self._mine(agent, sid)
-        return await self.sessions.append(sid, [frames.agent_message(agent.name, text)])
+        record = await self._mine(agent, sid)
+        applied = await self.sessions.append(sid, [frames.agent_message(agent.name, text)])
+        if record.get("replied_at") is None:
+            await self._first_reply(agent, sid, record)
+        return applied
+
+    async def _first_reply(self, agent: Account, sid: str, record: dict[str, Any]) -> None:
+        """`agent_replied`: how long the shopper waited for the first word of the agent who has
+        the chat (each agent who takes it over counts from their own assignment)."""
+        now = self.clock()
+        marked = await self.store.transition(
+            sid, ("assigned",), {"replied_at": now}, None, self.ttl, agent=agent.username
+        )
+        session = await self.store.load(sid)
+        if marked is None or session is None:
+            return
+        state = m.State.from_json(session.state)
+        after = now - float(record.get("assigned_at") or now)
+        self.sessions.analytics.add(
+            sid, [agent_replied(state, str(record.get("team", "")), agent.username, after, now)]
+        )
 
     async def note(self, agent: Account, sid: str, text: str) -> dict[str, Any]:
         await self._mine(agent, sid)
@@ -380,7 +401,9 @@ class HandoffService:
             if hand_back
             else frames.handoff_closed("agent", agent.name)
         )
-        await self.sessions.advance(sid, _waiting_for_agent(outcome), None, extra=(notice,))
+        await self.sessions.advance(
+            sid, _waiting_for_agent(outcome, agent.username), None, extra=(notice,)
+        )
         if not hand_back:
             await self._emit_packet("conversation.closed", sid, agent=agent.public())
 
@@ -433,6 +456,7 @@ class HandoffService:
                 "agent": to.username,
                 "agent_name": to.name,
                 "assigned_at": self.clock(),
+                "replied_at": None,
                 "reassigned_by": admin.name,
             },
             None,

@@ -74,6 +74,7 @@ class _Lowering:
             "goto": self.lower_goto,
             "link": self.lower_link,
             "handoff": self.lower_handoff,
+            "csat": self.lower_csat,
             "end": self.lower_end,
         }
         self.ids: dict[str, Path] = {}
@@ -275,6 +276,11 @@ class _Lowering:
             if on_throttled is not None or (spec is not None and spec.verifies):
                 self.connect(step, "throttled", on_throttled or on_error)
             self.connect(step, "error", on_error)
+        elif kind == "csat":
+            for answer in ir.CSAT_EXITS.get(raw["csat"], ()):
+                target = self.target_field(raw, f"on_{answer}", path)
+                if target is not None:
+                    self.connect(step, answer, target)
         elif kind == "handoff":
             for field in ("on_offline", "on_timeout"):
                 target = self.target_field(raw, field, path)
@@ -521,6 +527,24 @@ class _Lowering:
 
     def lower_handoff(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.Handoff(key, path, spec=self.handoff_spec(raw["handoff"]))
+
+    def lower_csat(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
+        scale = raw["csat"]
+        for other, answers in ir.CSAT_EXITS.items():
+            for answer in answers:
+                field = f"on_{answer}"
+                if other != scale and answer not in ir.CSAT_EXITS[scale] and field in raw:
+                    self.error(
+                        "E119",
+                        f"`{field}` is an exit of `csat: {other}`, not of `csat: {scale}`",
+                        (*path, field),
+                        key=True,
+                        hint=f"`csat: {scale}` has "
+                        + ", ".join(f"`on_{a}`" for a in ir.CSAT_EXITS[scale])
+                        + "; every other answer takes `next`",
+                    )
+        prompt = self.text(raw["prompt"], (*path, "prompt")) if "prompt" in raw else None
+        return ir.Csat(key, path, scale=scale, prompt=prompt)
 
     def lower_end(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         return ir.End(key, path, resolution=raw["end"])

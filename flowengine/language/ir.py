@@ -212,6 +212,38 @@ class Handoff(Step):
         return True
 
 
+# The answers of a `csat` step: (option id, score) per scale; the labels are system texts.
+CSAT_SCALES: dict[str, tuple[tuple[str, int], ...]] = {
+    "yes_no": (("yes", 1), ("no", 0)),
+    "five": tuple((str(n), n) for n in range(1, 6)),
+}
+# The answers with their own exit, per scale (`on_yes`, `on_no`; `on_low`: a score of 1 or 2).
+CSAT_EXITS: dict[str, tuple[str, ...]] = {"yes_no": ("yes", "no"), "five": ("low",)}
+
+
+def csat_exit(scale: str, score: int) -> str:
+    """The edge label of an answer's own exit (the step may not have it: then `next`)."""
+    if scale == "yes_no":
+        return "yes" if score else "no"
+    return "low" if score <= 2 else "next"
+
+
+@dataclass(eq=False, slots=True)
+class Csat(Step):
+    """Ask the shopper's verdict ("Did this solve it?" yes/no, or 1-5) as buttons."""
+
+    scale: str = "yes_no"
+    prompt: Text | None = None  # None: the engine's question for the scale, in every locale
+    kind = "csat"
+
+    def reads(self) -> frozenset[str]:
+        return self.prompt.names if self.prompt is not None else frozenset()
+
+    @property
+    def waits(self) -> bool:
+        return True
+
+
 @dataclass(eq=False, slots=True)
 class End(Step):
     resolution: str = "resolved"
@@ -223,7 +255,7 @@ class End(Step):
 # that every kind has one and that the JSON Schema knows it). Every `match` over `AnyStep` ends
 # in `assert_never`, so mypy then names each place that must learn the new kind.
 
-AnyStep = Say | Menu | Ask | Call | Switch | If | Set | Goto | Link | Handoff | End
+AnyStep = Say | Menu | Ask | Call | Switch | If | Set | Goto | Link | Handoff | Csat | End
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +276,7 @@ STEP_KINDS: tuple[StepKind, ...] = (
     StepKind("goto", Goto, False),
     StepKind("link", Link, True),
     StepKind("handoff", Handoff, True),
+    StepKind("csat", Csat, True),
     StepKind("end", End, False),
 )
 KIND_KEYS: tuple[str, ...] = tuple(k.key for k in STEP_KINDS)
@@ -335,6 +368,7 @@ class ProjectSettings:
     handoff_priority: str = "normal"
     on_offline: str | None = None  # a flow to run when no agent is available
     on_timeout: str | None = None
+    handoff_csat: bool = False  # ask the shopper 1-5 about the person after an agent closes
 
 
 @dataclass(eq=False, slots=True)

@@ -125,6 +125,7 @@ def _settings(
             handoff_priority=handoff.get("priority", default.handoff_priority),
             on_offline=handoff.get("on_offline"),
             on_timeout=handoff.get("on_timeout"),
+            handoff_csat=bool(handoff.get("csat", default.handoff_csat)),
         ),
         doc,
         doc,

@@ -20,7 +20,30 @@ log = logging.getLogger("flowengine.analytics")
 
 def abandoned(state: m.State, at: float) -> dict[str, Any]:
     """`session_abandoned` (docs/events.md): the last shopper socket left mid-conversation."""
-    return {"type": "session_abandoned", "at": at, "flow": state.flow, "step": state.step}
+    return {
+        "type": "session_abandoned",
+        "at": at,
+        "flow": state.flow,
+        "step": state.step,
+        "version": state.version,
+        "locale": state.locale,
+    }
+
+
+def agent_replied(
+    state: m.State, queue: str, agent: str, after: float, at: float
+) -> dict[str, Any]:
+    """`agent_replied` (docs/events.md): the first message of the agent who has the chat."""
+    return {
+        "type": "agent_replied",
+        "at": at,
+        "queue": queue,
+        "agent": agent,
+        "after": round(max(0.0, after), 3),
+        "flow": state.flow,
+        "version": state.version,
+        "locale": state.locale,
+    }
 
 
 class Analytics:
