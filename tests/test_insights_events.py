@@ -122,6 +122,20 @@ def test_a_new_session_starts_a_conversation_with_version_and_locale(shop: ir.Pr
     )
 
 
+@pytest.mark.parametrize(
+    ("page", "counted"), [("cs-CZ", "cs"), ("CS", "cs"), ("en-US", "en"), ("de-AT", "en")]
+)
+def test_events_count_the_locale_the_shopper_reads_not_the_pages_tag(
+    shop: ir.Project, page: str, counted: str
+) -> None:
+    """Figures per locale are never split between `cs` and `cs-cz`; a page in a language the
+    flows are not written in counts as the default one (what the shopper reads)."""
+    r = start(shop, now=0, locale=page)
+    assert {e["locale"] for e in r.events} == {counted}
+    r = step(shop, r.state, m.Choose("help"), 1)
+    assert {e["locale"] for e in r.events} == {counted}
+
+
 def test_every_event_carries_the_sessions_version_not_the_projects(shop: ir.Project) -> None:
     """A session pinned to an older version reports that version while it runs."""
     s = start(shop, now=0).state

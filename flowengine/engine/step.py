@@ -17,7 +17,7 @@ from typing import Any, Literal, assert_never
 from ..language import ir
 from ..language.templates import Expression, Template
 from ..language.text import Text as LocalText
-from ..language.text import fallback_chain, normalise_locale
+from ..language.text import fallback_chain, normalise_locale, served_locale
 from ..language.validators import MAX_ANSWER
 from . import model as m
 from .system_text import TEXTS
@@ -203,7 +203,13 @@ class _Run:
     def emit(self, kind: str, **data: Any) -> None:
         version = self.before.version or self.project.version
         self.events.append(
-            {"type": kind, "at": self.now, **data, "version": version, "locale": self.locale}
+            {
+                "type": kind,
+                "at": self.now,
+                **data,
+                "version": version,
+                "locale": served_locale(self.locale, self.project.settings.locales),
+            }
         )
 
     def result(self) -> m.Result:

@@ -364,9 +364,11 @@ class HandoffService:
             return
         state = m.State.from_json(session.state)
         after = now - float(record.get("assigned_at") or now)
-        self.sessions.analytics.add(
-            sid, [agent_replied(state, str(record.get("team", "")), agent.username, after, now)]
-        )
+        current = self.sessions.flows.current
+        locales = current.settings.locales if current else ("en",)
+        team = str(record.get("team", ""))
+        event = agent_replied(state, team, agent.username, after, now, locales)
+        self.sessions.analytics.add(sid, [event])
 
     async def note(self, agent: Account, sid: str, text: str) -> dict[str, Any]:
         await self._mine(agent, sid)

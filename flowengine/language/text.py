@@ -7,7 +7,7 @@ fail when a shipped translation is missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,6 +26,12 @@ def fallback_chain(locale: str, default: str) -> tuple[str, ...]:
     chain = ["-".join(parts[:i]) for i in range(len(parts), 0, -1)]
     chain.append(normalise_locale(default))
     return tuple(dict.fromkeys(c for c in chain if c))
+
+
+def served_locale(locale: str, locales: Sequence[str]) -> str:
+    """The project locale a shopper on a `locale` page reads (`cs` for `cs-CZ`; the default,
+    `locales[0]`, for one the flows are not written in): what analytics count by."""
+    return next((c for c in fallback_chain(locale, "") if c in locales), locales[0])
 
 
 @dataclass(frozen=True, slots=True)

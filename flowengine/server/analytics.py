@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from ..engine import model as m
+from ..language.text import served_locale
 from ..store import Store
 from .tasks import stop_task
 
 log = logging.getLogger("flowengine.analytics")
 
 
-def abandoned(state: m.State, at: float) -> dict[str, Any]:
+def abandoned(state: m.State, at: float, locales: Sequence[str]) -> dict[str, Any]:
     """`session_abandoned` (docs/events.md): the last shopper socket left mid-conversation."""
     return {
         "type": "session_abandoned",
@@ -26,12 +28,12 @@ def abandoned(state: m.State, at: float) -> dict[str, Any]:
         "flow": state.flow,
         "step": state.step,
         "version": state.version,
-        "locale": state.locale,
+        "locale": served_locale(state.locale, locales),
     }
 
 
 def agent_replied(
-    state: m.State, queue: str, agent: str, after: float, at: float
+    state: m.State, queue: str, agent: str, after: float, at: float, locales: Sequence[str]
 ) -> dict[str, Any]:
     """`agent_replied` (docs/events.md): the first message of the agent who has the chat."""
     return {
@@ -42,7 +44,7 @@ def agent_replied(
         "after": round(max(0.0, after), 3),
         "flow": state.flow,
         "version": state.version,
-        "locale": state.locale,
+        "locale": served_locale(state.locale, locales),
     }
 
 

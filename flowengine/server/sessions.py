@@ -266,7 +266,8 @@ class SessionService:
         still open, count it as abandoned (it may yet resume, which analytics then sees too)."""
         cached = self._cache.get(sid)
         if cached is not None and cached[2].waiting not in ("ended", "agent"):
-            self.analytics.add(sid, [abandoned(cached[2], self.clock())])
+            locales = self.flows.current.settings.locales if self.flows.current else ("en",)
+            self.analytics.add(sid, [abandoned(cached[2], self.clock(), locales)])
 
     def _remember(self, sid: str, rev: int, seq: int, state: m.State) -> None:
         self._cache[sid] = (rev, seq, state)
