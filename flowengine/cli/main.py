@@ -1,4 +1,4 @@
-"""`flowengine` command line: validate, test, graph, chat, serve and agents."""
+"""`flowengine` command line: validate, test, graph, chat, serve, agents and report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..language import Diagnostic, LoadResult, load_project
 from ..language.diagnostics import sort_key
+from .report import add_store_args
 
 DEFAULT_FLOWS = "flows"
 DEFAULT_HANDOFF_CONFIG = "handoff.yaml"
@@ -136,8 +137,23 @@ def cmd_graph(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(render_graph(result.project.flows[args.flow], args.format))
+    funnel = None
+    if args.stats:
+        from .report import UsageError, run
+
+        try:
+            funnel = run(args, result.project, "funnel")
+        except UsageError as e:
+            print(f"flowengine graph --stats: {e}", file=sys.stderr)
+            return 2
+    print(render_graph(result.project.flows[args.flow], args.format, funnel))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import cmd_report as report
+
+    return report(args)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -218,7 +234,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "agents_file": args.agents_file,
         "header_timeout": args.header_timeout,
         "keep_alive_timeout": args.keep_alive_timeout,
+        "insights_retention_days": args.insights_retention_days,
     }
+    if args.insights_retention_days < 1:
+        print("--insights-retention-days is a number of days, at least 1", file=sys.stderr)
+        return 2
     if args.header_timeout <= 0 or args.keep_alive_timeout <= 0:
         print("--header-timeout and --keep-alive-timeout are seconds above 0", file=sys.stderr)
         return 2
@@ -371,8 +391,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="draw a flow as Mermaid or Graphviz DOT")
     p.add_argument("flow")
     p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="paint the graph with the funnel of a period: entries and drop-offs per step, "
+        "counts on edges, the heaviest drop-offs highlighted",
+    )
     _flows_arg(p)
+    add_store_args(p)
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
+        "report", help="the insights of a period: automation, hand-offs, drop-offs, CSAT, agents"
+    )
+    p.add_argument("--flow", default=None, help="count only this flow")
+    p.add_argument("--locale", default=None, help="count only this locale")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help="table (default), json (the dashboard's numbers), csv (every counter)",
+    )
+    add_store_args(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("test", help="run conversation tests (default: the flows' own)")
     p.add_argument("files", nargs="*", help="*.test.yaml files or directories")
@@ -433,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory",
         action="store_true",
         help="keep the embedded store in memory: nothing survives a restart (tests, demos)",
+    )
+    p.add_argument(
+        "--insights-retention-days",
+        type=int,
+        default=400,
+        metavar="DAYS",
+        help="how long insights keep a day's counters (default 400; docs/insights.md)",
     )
     p.add_argument(
         "--allowed-origins",

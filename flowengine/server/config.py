@@ -72,6 +72,10 @@ class ServerConfig:
     order_failures_per_address: int = 30
     order_failure_window: float = 3600.0
     watch_flows: bool = False
+    # Insights (docs/insights.md): a day's counters are kept this many days after it; the
+    # consumer folds the analytics log into them every `insights_interval` seconds.
+    insights_retention_days: int = 400
+    insights_interval: float = 1.0
     handoff_config: str | None = "handoff.yaml"  # teams, routing, hours (absent: defaults)
     agents_file: str = "agents.json"  # agent accounts when not on Redis
     identity_secret: str | None = field(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ..insights import fold as f
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -33,6 +35,54 @@ class Metrics:
             ["socket", "what"],
             registry=r,
         )
+
+        # Insights' headline counters (docs/insights.md), counted by this instance's consumer
+        # as it folds the analytics log: summed over instances, each event is counted once.
+        self.conversations = Counter(
+            "flowengine_conversations_total", "Conversations started", registry=r
+        )
+        self.automated = Counter(
+            "flowengine_conversations_automated_total",
+            "Conversations ended resolved with no person involved",
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "flowengine_conversations_abandoned_total",
+            "Conversations left mid-way (last tab closed, or restarted)",
+            registry=r,
+        )
+        self.handed_over = Counter(
+            "flowengine_handoffs_total",
+            "Hand-offs to a person, by reason (offline: nobody there, a left message)",
+            ["reason"],
+            registry=r,
+        )
+        self.csat = Counter(
+            "flowengine_csat_answers_total",
+            "Shoppers' verdicts: scale yes_no (answer yes, no) or five (answer 1..5)",
+            ["scale", "answer"],
+            registry=r,
+        )
+
+    def folded(self, increments: f.Increments) -> None:
+        """What the insights consumer had the store keep: the headline counters."""
+        for (_, field), n in increments.items():
+            metric, *_, detail = field.split(f.SEP)
+            match metric:
+                case f.CONVERSATIONS:
+                    self.conversations.inc(n)
+                case f.AUTOMATED:
+                    self.automated.inc(n)
+                case f.DROPPED:
+                    self.abandoned.inc(n)
+                case f.HANDOFF:
+                    self.handed_over.labels(detail).inc(n)
+                case f.OFFLINE:
+                    self.handed_over.labels("offline").inc(n)
+                case f.CSAT_FLOW:
+                    self.csat.labels("yes_no", detail).inc(n)
+                case f.CSAT_AGENT:
+                    self.csat.labels("five", detail.rpartition("@")[2]).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,19 +26,23 @@ from ..handoff import config as handoff_config
 from ..handoff.accounts import AccountBook, open_accounts
 from ..handoff.service import HandoffService
 from ..handoff.webhooks import Webhooks
-from ..store import Store, open_store
+from ..insights import Insights
+from ..language import ir
+from ..store import Store, StoreUnavailable, open_store
 from ..store.redis_topology import safe as safe_url
 from ..store.sqlite import database_path
 from .analytics import Analytics
 from .config import ServerConfig
 from .connection import Follower
-from .flows import FlowRegistry
+from .flows import FlowRegistry, FlowsUnavailable
 from .guard import ClientLimits
 from .metrics import Metrics
 from .sessions import SessionService
 from .tasks import Tasks
 
 log = logging.getLogger("flowengine.server")
+
+SHUTDOWN_FOLD = 5.0  # seconds the insights consumer may take to fold the last events at stop
 
 
 class Hub:
@@ -111,6 +115,14 @@ class Runtime:
         )
         self.metrics = Metrics()
         self.analytics = Analytics(self.store)
+        self.insights = Insights(
+            self.store,
+            self._project,
+            retention_days=config.insights_retention_days,
+            interval=config.insights_interval,
+            clock=clock,
+            on_folded=self.metrics.folded,
+        )
         # Per client address, on this process: the shoppers' sockets, and the consoles'.
         self.limits = ClientLimits(
             config.ip_rate,
@@ -159,6 +171,15 @@ class Runtime:
         self.hub = Hub(self.store, self.sessions, self.tasks)
         self._background: list[asyncio.Task[None]] = []
 
+    async def _project(self, version: str | None) -> ir.Project | None:
+        """The project a flow version compiled to (None: the current one), for insights."""
+        if version is None:
+            return self.flows.current
+        try:
+            return await self.flows.get(version)
+        except (FlowsUnavailable, StoreUnavailable):
+            return None
+
     def flooded(self, scope: Any) -> None:
         """A socket's connection was dropped below the app (a ping flood): its address cools
         down as after a frame flood, on the door it came in by."""
@@ -198,6 +219,7 @@ class Runtime:
                 exc,
             )
         self.analytics.start()
+        self.insights.start()
         self.handoffs.start()
         self.webhooks.start()
         if self.config.watch_flows:
@@ -223,6 +245,12 @@ class Runtime:
         await self.webhooks.stop()
         await self.tasks.drain()
         await self.analytics.stop()
+        await self.insights.stop()
+        # What the last flush wrote is folded now (else by the next start, or another
+        # instance); a store that does not answer cannot hold the shutdown up.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(SHUTDOWN_FOLD):
+                await self.insights.catch_up()
         await self.store.close()
         await close_backend(self.backend)
         await self.sessions.declared.aclose()

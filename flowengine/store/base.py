@@ -10,8 +10,22 @@ whose action id was already applied returns `duplicate` and writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal, Protocol
+
+# The insights fold as the store runs it: a batch of analytics events -> increments of the
+# counters, keyed (day "YYYY-MM-DD", counter field) (flowengine/insights/fold.py).
+Fold = Callable[[list[Any]], dict[tuple[str, str], int]]
+
+DAY = 86_400
+
+
+def day_expires(day: str, retention_days: int) -> int:
+    """When a day's counters may go (Unix seconds): `retention_days` after the day ended."""
+    start = date.fromisoformat(day).toordinal() - date(1970, 1, 1).toordinal()
+    return (start + 1 + retention_days) * DAY
 
 
 class StoreUnavailable(Exception):
@@ -212,5 +226,30 @@ class HandoffStore(Protocol):
     async def webhook_log(self, count: int = 50) -> list[dict[str, Any]]: ...
 
 
-class Store(SessionStore, HandoffStore, Protocol):
+class InsightsStore(Protocol):
+    """The insight counters, consumed from the analytics log (docs/insights.md).
+
+    Every entry of the log is folded once: reading it, adding its increments and marking it
+    consumed happen atomically (a Lua script that applies an entry only if its XACK
+    acknowledged it, on Redis; one transaction with the consumer's cursor, on SQLite), so a
+    crash between them loses and doubles nothing."""
+
+    async def consume_events(
+        self, fold: Fold, *, consumer: str, count: int = 500, idle: float = 60.0,
+        retention_days: int = 400,
+    ) -> int:  # fmt: skip
+        """Fold the next entries of the log not yet consumed (at most `count`; on Redis first
+        those another consumer read and left unacknowledged for `idle` seconds) into the
+        counters; how many entries were taken (0: none waiting). A day's counters are kept
+        `retention_days` after it (Redis: a TTL; the embedded stores: `prune_insights`)."""
+
+    async def insight_counts(self, days: list[str]) -> dict[str, dict[str, int]]:
+        """The counters of each of `days` that has any: day -> field -> value."""
+
+    async def prune_insights(self, before: str) -> int:
+        """Delete the counters of days before `before`; how many counters (Redis: 0, its
+        day keys expire by themselves; it forgets the group's consumers that stopped)."""
+
+
+class Store(SessionStore, HandoffStore, InsightsStore, Protocol):
     """Everything the server keeps: both halves, one object (one connection pool)."""

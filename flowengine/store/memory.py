@@ -7,13 +7,14 @@ would on Redis. Nothing survives a restart: that is what the Redis store is for.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ChatView, Commit, Listener, SessionRecord
+from .base import ChatView, Commit, Fold, Listener, SessionRecord
 
 MAX_EVENTS = 100_000
 
@@ -36,6 +37,9 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         self._versions: dict[str, tuple[dict[str, Any], float]] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._appended = 0  # events ever appended: the insights cursor counts in these
+        self._consumed = 0  # events the insights consumer has folded
+        self._insights: dict[str, dict[str, int]] = {}  # day -> field -> value
         self._watched: set[str] = set()
         self._listener: Listener | None = None
         self._clock = clock
@@ -134,9 +138,35 @@ class MemoryStore:
 
     async def append_events(self, events: list[dict[str, Any]]) -> None:
         self._events.extend(copy.deepcopy(events))
+        self._appended += len(events)
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
         return list(self._events)[-count:]
+
+    # -- insights (InsightsStore) --------------------------------------------------------------
+    async def consume_events(
+        self, fold: Fold, *, consumer: str, count: int = 500, idle: float = 60.0,
+        retention_days: int = 400,
+    ) -> int:  # fmt: skip
+        # Events that fell off the capped log before being consumed are skipped.
+        first = max(self._consumed, self._appended - len(self._events))
+        offset = first - (self._appended - len(self._events))
+        batch = list(itertools.islice(self._events, offset, offset + count))
+        if not batch:
+            return 0
+        increments = fold(batch)  # computed before anything changes (the fold is pure)
+        for (day, f), n in increments.items():
+            counters = self._insights.setdefault(day, {})
+            counters[f] = counters.get(f, 0) + n
+        self._consumed = first + len(batch)
+        return len(batch)
+
+    async def insight_counts(self, days: list[str]) -> dict[str, dict[str, int]]:
+        return {d: dict(self._insights[d]) for d in days if d in self._insights}
+
+    async def prune_insights(self, before: str) -> int:
+        old = [d for d in self._insights if d < before]
+        return sum(len(self._insights.pop(d)) for d in old)
 
     async def watch(self, sid: str) -> None:
         self._watched.add(sid)

@@ -6,7 +6,11 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:{sid}:log    list   transcript events (JSON), index = seq - 1    same TTL
     fe:{sid}:act    set    client action ids already applied             same TTL
     fe:v:<version>  string a flow version's sources (JSON)       TTL: refreshed while in use
-    fe:events       stream analytics events                       capped (MAXLEN ~)
+    fe:{insights}:events  stream analytics events, up to 50 an entry   capped (MAXLEN ~
+                    10,000 entries); the consumer group `insights` folds it into the
+                    counters beside it
+    fe:{insights}:d:<day>  hash  the insight counters of a day (field -> value)
+                    TTL: the retention (`--insights-retention-days`) after the day
     fe:n:<sid>      pub/sub channel: "N:<instance>" (seq N was committed by that process),
                     or a JSON signal (typing, a note, a place in line)   (not a key);
                     on Cluster `fe:n:{<sid>}`, sharded (SPUBLISH/SSUBSCRIBE, the session's
@@ -48,13 +52,28 @@ from redis.exceptions import (
 )
 
 from . import redis_topology as topology
-from .base import ChatView, Commit, Listener, SessionRecord, StoreUnavailable
+from .base import (
+    ChatView,
+    Commit,
+    Fold,
+    Listener,
+    SessionRecord,
+    StoreUnavailable,
+    day_expires,
+)
 
 log = logging.getLogger("flowengine.store")
 
-EVENTS_KEY = "fe:events"
+# The analytics stream and the insight counters share the hash tag {insights}: the script that
+# acknowledges an entry and adds its increments touches both (one slot on Cluster).
+EVENTS_KEY = "fe:{insights}:events"
+INSIGHTS_DAY = "fe:{insights}:d:"
+INSIGHTS_GROUP = "insights"
 OUTBOX = "fe:{outbox}"  # the webhook outbox, `:inflight` and `:log`: one slot (LMOVE)
-EVENTS_MAXLEN = 100_000
+EVENTS_PER_ENTRY = 50
+EVENTS_MAXLEN = 10_000  # entries: at most 500,000 events
+CONSUMER_GONE = 3600.0  # s: a consumer holding nothing, not heard of this long, is forgotten
+CONSUME_ENTRIES = 20  # entries folded per script call: at most 1,000 events
 
 _COMMIT = """
 local rev = redis.call('HGET', KEYS[1], 'rev')
@@ -95,6 +114,85 @@ end
 return {'ok', newrev, newseq}
 """
 
+
+# Entries consumed exactly once: each entry's increments are added only if its XACK
+# acknowledged it now (a replayed entry that another consumer has applied meanwhile is not
+# counted twice). KEYS[1]: the stream; KEYS[2..d+1]: the day hashes. ARGV[1]: the group;
+# ARGV[2]: d; ARGV[3..d+2]: each day hash's expiry (Unix s); ARGV[d+3]: m, then the m counter
+# fields; then per entry its id and its increments as "k f n k f n ..." (an index into KEYS, an
+# index into the fields, the amount): a few arguments per entry, not three per counter.
+_CONSUME = """
+local d = tonumber(ARGV[2])
+local m = tonumber(ARGV[d + 3])
+local fields = d + 3
+local applied = 0
+local sums = {}  -- "k f" -> the sum of the acknowledged entries' amounts: one HINCRBY each
+for i = d + m + 4, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    applied = applied + 1
+    for kf, n in string.gmatch(ARGV[i + 1], '(%d+ %d+) (%d+)') do
+      sums[kf] = (sums[kf] or 0) + tonumber(n)
+    end
+  end
+end
+local touched = {}
+for kf, n in pairs(sums) do
+  local k, f = string.match(kf, '(%d+) (%d+)')
+  k = tonumber(k)
+  redis.call('HINCRBY', KEYS[k], ARGV[fields + tonumber(f)], n)
+  touched[k] = true
+end
+for k in pairs(touched) do redis.call('EXPIREAT', KEYS[k], ARGV[k + 1]) end
+return applied
+"""
+
+# The entries to fold next, read in one script that returns one string ("id\nevents\n..."):
+# first those another consumer read and left unacknowledged for ARGV[3] ms (it died), else new
+# ones. Entries trimmed off the stream while pending come with no events. (One string, not
+# seven reply elements per entry: parsing the reply was most of the consumer's cost.)
+# KEYS[1]: the stream. ARGV: the group, this consumer, the idle ms, how many.
+_READ = """
+local out = {}
+local function add(entries)
+  for _, e in ipairs(entries) do
+    local events = ''
+    if e[2] then
+      for i = 1, #e[2], 2 do if e[2][i] == 'events' then events = e[2][i + 1] end end
+    end
+    out[#out + 1] = e[1]
+    out[#out + 1] = events
+  end
+end
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+  'COUNT', ARGV[4])
+add(claimed[2])
+for _, id in ipairs(claimed[3] or {}) do
+  out[#out + 1] = id
+  out[#out + 1] = ''
+end
+if #out == 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4],
+    'STREAMS', KEYS[1], '>')
+  if read then add(read[1][2]) end
+end
+return table.concat(out, '\\n')
+"""
+
+# Consumers of the group that hold nothing and have not been heard of for ARGV[2] ms (their
+# process stopped) are forgotten, atomically: one that still holds entries is never dropped
+# (they would then be counted by nobody). KEYS[1]: the stream; ARGV[1]: the group.
+_FORGET_CONSUMERS = """
+local gone = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone = gone + 1
+  end
+end
+return gone
+"""
 
 # Replies that mean the slot map this process holds is out of date (Cluster).
 _MOVED = (MovedError, AskError, ClusterDownError, TryAgainError, ReadOnlyError)
@@ -189,6 +287,25 @@ H = "fe:{handoff}:"
 T = "fe:{tickets}:"
 
 
+def _parsed(entries: list[tuple[str, str]]) -> list[list[Any]]:
+    """Each entry's events (one JSON parse for all: several times faster than one each); an
+    entry that is not a JSON array of events gives [None], which the fold counts as nothing."""
+    try:
+        parsed = json.loads("[" + ",".join(raw or "[]" for _, raw in entries) + "]")
+        if len(parsed) == len(entries) and all(isinstance(p, list) for p in parsed):
+            return list(parsed)
+    except ValueError:
+        pass
+    out: list[list[Any]] = []
+    for _, raw in entries:
+        try:
+            events = json.loads(raw) if raw else []
+        except ValueError:
+            events = None
+        out.append(events if isinstance(events, list) else [events])
+    return out
+
+
 def _keys(sid: str) -> tuple[str, str, str]:
     return f"fe:{{{sid}}}:s", f"fe:{{{sid}}}:log", f"fe:{{{sid}}}:act"
 
@@ -275,6 +392,10 @@ class RedisStore:
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
         self._update_ticket = self._redis.register_script(_UPDATE_TICKET)
+        self._consume = self._redis.register_script(_CONSUME)
+        self._read = self._redis.register_script(_READ)
+        self._forget_consumers = self._redis.register_script(_FORGET_CONSUMERS)
+        self._group_ready = False
         self._watched: dict[str, int] = {}
         self._listener: Listener | None = None
         self._pubsub: Any = None
@@ -465,20 +586,15 @@ class RedisStore:
         if not events:
             return
         try:
-            # One stream entry per run of a session's events (one click's worth, usually):
-            # several times fewer entries and commands than one per event.
-            runs: list[tuple[str, list[dict[str, Any]]]] = []
-            for e in events:
-                sid = str(e.get("session", ""))
-                if runs and runs[-1][0] == sid:
-                    runs[-1][1].append(e)
-                else:
-                    runs.append((sid, [e]))
+            # One stream entry per EVENTS_PER_ENTRY events flushed together (of any sessions):
+            # what a reader pays per entry (the insights consumer's read and acknowledgement)
+            # is paid once for many events, and a flush is one or a few XADDs.
             async with self._redis.pipeline(transaction=False) as pipe:
-                for sid, run in runs:
+                for i in range(0, len(events), EVENTS_PER_ENTRY):
+                    chunk = events[i : i + EVENTS_PER_ENTRY]
                     pipe.xadd(
                         EVENTS_KEY,
-                        {"session": sid, "events": json.dumps(run, ensure_ascii=False)},
+                        {"events": json.dumps(chunk, ensure_ascii=False)},
                         maxlen=EVENTS_MAXLEN,
                         approximate=True,
                     )
@@ -496,6 +612,86 @@ class RedisStore:
             if fields:
                 out.extend(json.loads(fields["events"]))
         return out[-count:]
+
+    # -- insights ------------------------------------------------------------------------
+    async def consume_events(
+        self, fold: Fold, *, consumer: str, count: int = 500, idle: float = 60.0,
+        retention_days: int = 400,
+    ) -> int:  # fmt: skip
+        try:
+            # A script blocks Redis while it runs: at most CONSUME_ENTRIES entries a call.
+            count = min(count, CONSUME_ENTRIES)
+            if not self._group_ready:
+                await self._create_group()
+            try:
+                entries = await self._unconsumed(consumer, count, idle)
+            except RedisError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_group()  # the stream was deleted: start it again
+                entries = await self._unconsumed(consumer, count, idle)
+            if not entries:
+                return 0
+            days: dict[str, int] = {}  # day -> its index into KEYS
+            names: dict[str, int] = {}  # counter field -> its index into the fields
+            body: list[Any] = []
+            for (entry_id, _), events in zip(entries, _parsed(entries), strict=True):
+                increments = fold(events)
+                spec = " ".join(
+                    f"{days.setdefault(d, len(days) + 2)} {names.setdefault(f, len(names) + 1)} {n}"
+                    for (d, f), n in increments.items()
+                )
+                body += [entry_id, spec]
+            keys = [EVENTS_KEY, *(INSIGHTS_DAY + day for day in days)]
+            expiry = [day_expires(day, retention_days) for day in days]
+            args = [INSIGHTS_GROUP, len(days), *expiry, len(names), *names, *body]
+            await self._consume(keys=keys, args=args)
+            return len(entries)
+        except topology.FAILURES as exc:
+            raise await self._unavailable(exc) from exc
+
+    async def _create_group(self) -> None:
+        try:
+            # From the stream's first entry: what was logged before insights existed counts.
+            await self._redis.xgroup_create(EVENTS_KEY, INSIGHTS_GROUP, id="0", mkstream=True)
+        except RedisError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _unconsumed(self, consumer: str, count: int, idle: float) -> list[tuple[str, str]]:
+        """(entry id, its events as JSON) of the entries to fold next ("" for none)."""
+        raw = await self._read(
+            keys=[EVENTS_KEY], args=[INSIGHTS_GROUP, consumer, int(idle * 1000), count]
+        )
+        parts = raw.split("\n") if raw else []
+        return list(zip(parts[::2], parts[1::2], strict=True))
+
+    async def insight_counts(self, days: list[str]) -> dict[str, dict[str, int]]:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(INSIGHTS_DAY + day)
+                rows = await pipe.execute()
+        except topology.FAILURES as exc:
+            raise await self._unavailable(exc) from exc
+        return {
+            day: {f: int(v) for f, v in row.items()}
+            for day, row in zip(days, rows, strict=True)
+            if row
+        }
+
+    async def prune_insights(self, before: str) -> int:
+        # Each day's hash expires by itself (EXPIREAT, set as it is written); what is pruned
+        # here is the group's consumers that stopped (one per process that ever ran).
+        try:
+            if self._group_ready:
+                await self._forget_consumers(
+                    keys=[EVENTS_KEY], args=[INSIGHTS_GROUP, int(CONSUMER_GONE * 1000)]
+                )
+        except topology.FAILURES as exc:
+            raise await self._unavailable(exc) from exc
+        return 0
 
     # -- fan-out -------------------------------------------------------------------------
     def set_listener(self, listener: Listener) -> None:

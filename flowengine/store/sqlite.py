@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import ChatView, Commit, Listener, SessionRecord, StoreUnavailable
+from .base import ChatView, Commit, Fold, Listener, SessionRecord, StoreUnavailable
 
 FILENAME = "flowengine.db"
 MAX_EVENTS = 100_000  # analytics events kept, as the memory store
@@ -107,9 +107,41 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """Insights: the counters (day, field -> value) and each consumer's place in `events`
+    (the last `n` folded), written in one transaction."""
+    _script(
+        db,
+        """
+        CREATE TABLE insight_counts (
+            day TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,
+            PRIMARY KEY (day, field)) WITHOUT ROWID;
+        CREATE TABLE consumers (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
+        """,
+    )
+
+
 # MIGRATIONS[n] takes a file at user_version n to n + 1 (0: a new, empty file). Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _events_of(raws: list[str]) -> list[Any]:
+    """Stored events parsed (in one call: several times faster than one each); a row that is
+    not JSON becomes None, which the insights fold counts as nothing."""
+    try:
+        events: list[Any] = _load("[" + ",".join(raws) + "]")
+        if len(events) == len(raws):
+            return events
+    except ValueError:
+        pass
+    out: list[Any] = []
+    for raw in raws:
+        try:
+            out.append(_load(raw))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def _dump(value: Any) -> str:
@@ -123,10 +155,16 @@ class SqliteStore:
     kind = "sqlite"
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], clock: Callable[[], float] = time.time
+        self,
+        data_dir: str | os.PathLike[str],
+        clock: Callable[[], float] = time.time,
+        *,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the store in `data_dir`, created if missing; `DataDirError` when it
-        cannot be used."""
+        cannot be used. `read_only`: open an existing store to read it beside the server that
+        holds it (`flowengine report`): no lock, no write, no migration."""
+        self.read_only = read_only
         self.data_dir = Path(data_dir)
         self.path = database_path(data_dir)
         self._clock = clock
@@ -145,6 +183,8 @@ class SqliteStore:
 
     # -- the worker thread -----------------------------------------------------------------
     def _open(self) -> None:
+        if self.read_only:
+            return self._open_read_only()
         where = self.data_dir
         try:
             where.mkdir(parents=True, exist_ok=True)
@@ -192,6 +232,29 @@ class SqliteStore:
                 "move it away (a new one is created) or restore a backup"
             ) from None
 
+    def _open_read_only(self) -> None:
+        if not self.path.is_file():
+            raise DataDirError(
+                f"no flowengine store at {self.path} (`flowengine serve --data-dir "
+                f"{self.data_dir}` creates it)"
+            )
+        try:
+            db = self._db = sqlite3.connect(
+                self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None
+            )
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            raise DataDirError(f"{self.path} cannot be read ({e})") from None
+        if version != SCHEMA_VERSION:
+            raise DataDirError(
+                f"{self.path} is at schema {version}, this flowengine reads {SCHEMA_VERSION}: "
+                + (
+                    "run `flowengine serve` of this version on it once to upgrade it"
+                    if version < SCHEMA_VERSION
+                    else "upgrade flowengine"
+                )
+            )
+
     def _close(self) -> None:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -207,7 +270,7 @@ class SqliteStore:
         if db is None:
             raise StoreUnavailable("the store is closed")
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN" if self.read_only else "BEGIN IMMEDIATE")
             try:
                 result = fn(db)
             except BaseException:
@@ -359,6 +422,53 @@ class SqliteStore:
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
         return await self._run(lambda db: _newest(db, "events", "event", count))
+
+    # -- insights (InsightsStore) ----------------------------------------------------------
+    async def consume_events(
+        self, fold: Fold, *, consumer: str, count: int = 500, idle: float = 60.0,
+        retention_days: int = 400,
+    ) -> int:  # fmt: skip
+        # One consumer cursor for the file (one process): `consumer` names nothing here.
+        def write(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT cursor FROM consumers WHERE name = 'insights'").fetchone()
+            cursor = row[0] if row else 0
+            rows = db.execute(
+                "SELECT n, event FROM events WHERE n > ? ORDER BY n LIMIT ?", (cursor, count)
+            ).fetchall()
+            if not rows:
+                return 0
+            batch = _events_of([raw for _, raw in rows])
+            db.executemany(
+                "INSERT INTO insight_counts VALUES (?, ?, ?) ON CONFLICT (day, field) "
+                "DO UPDATE SET value = value + excluded.value",
+                [(day, f, n) for (day, f), n in fold(batch).items()],
+            )
+            db.execute(
+                "INSERT INTO consumers VALUES ('insights', ?) ON CONFLICT (name) "
+                "DO UPDATE SET cursor = excluded.cursor",
+                (rows[-1][0],),
+            )
+            return len(rows)
+
+        return await self._run(write)
+
+    async def insight_counts(self, days: list[str]) -> dict[str, dict[str, int]]:
+        def read(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for day in days:
+                rows = db.execute(
+                    "SELECT field, value FROM insight_counts WHERE day = ?", (day,)
+                ).fetchall()
+                if rows:
+                    out[day] = dict(rows)
+            return out
+
+        return await self._run(read)
+
+    async def prune_insights(self, before: str) -> int:
+        return await self._run(
+            lambda db: db.execute("DELETE FROM insight_counts WHERE day < ?", (before,)).rowcount
+        )
 
     async def watch(self, sid: str) -> None:
         self._watched.add(sid)
