@@ -1,5 +1,6 @@
 """The Starlette application: its routes and lifespan. The shopper socket, health, metrics, the
-demo page and the widget are here; the agent console's routes come from `handoff.routes`.
+demo page and the widget are here; the agent console's routes come from `handoff.routes`, the
+insights dashboard's from `insights.routes`.
 
 create_app(ServerConfig(...))   -> an ASGI app (the process's state is app.state.runtime)
 flowengine serve                -> runs it on uvicorn (websockets, no per-message deflate)
@@ -22,6 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 
 from ..handoff.routes import ROUTES as HANDOFF_ROUTES
+from ..insights.routes import ROUTES as INSIGHTS_ROUTES
 from . import redact
 from .config import ServerConfig
 from .connection import Abortable
@@ -108,6 +110,7 @@ def create_app(
             Route("/metrics", metrics),
             WebSocketRoute("/ws", shopper_socket),
             *HANDOFF_ROUTES,
+            *INSIGHTS_ROUTES,
         ],
         # Inside Starlette's error handling, outside the routes. BodyLimits: a body over the
         # limit or too slow is answered there (413, 408), whichever route was reading it.
