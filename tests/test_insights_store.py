@@ -333,3 +333,51 @@ async def test_insights_on_a_redis_cluster(tmp_path: Path, clock: Clock) -> None
     finally:
         await store.close()
         cluster.stop()
+
+
+# -- the log names sessions: it forgets them once they could have ended ------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_the_embedded_log_forgets_folded_events_older_than_a_session_lives(
+    kind: str, clock: Clock, tmp_path: Path
+) -> None:
+    store: Store = MemoryStore(clock) if kind == "memory" else SqliteStore(tmp_path / "d", clock)
+    try:
+        consumer = Consumer(store, clock=clock, keep_log=3600)  # forgets before AT
+        await store.append_events(conversation("old", at=AT - 60) + conversation("new"))
+        assert await consumer.catch_up() > 0
+        left = {e["session"] for e in await store.read_events(1000)}
+        assert left == {"new"}  # "old" was folded and is older than a session lives
+        assert (await headline(store, clock))["conversations"] == 2  # counted all the same
+        # Not folded yet: kept, however old (a consumer that was down folds it later).
+        await store.append_events(conversation("late", at=AT - 7200))
+        await store.forget_log(AT + 1)
+        assert {e["session"] for e in await store.read_events(1000)} == {"late"}
+        await consumer.catch_up()
+        assert (await headline(store, clock))["conversations"] == 3
+        assert await store.read_events(1000) == []
+    finally:
+        await store.close()
+
+
+async def test_the_redis_log_forgets_old_entries_but_none_unread_or_held(
+    redis_server: Any, redis_store: RedisStore, clock: Clock
+) -> None:
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        # An entry's id is its time: these three are from 1970, so older than any session.
+        for n, sid in enumerate(["folded", "held", "unread"], 1):
+            await r.xadd(EVENTS_KEY, {"events": json.dumps(conversation(sid))}, id=f"{n}-0")
+        consumer = Consumer(redis_store, clock=clock, keep_log=3600)
+        await redis_store.consume_events(consumer._fold, consumer=consumer.name, count=1)
+        await r.xreadgroup(INSIGHTS_GROUP, "dead", {EVENTS_KEY: ">"}, count=1)  # "held"
+        await redis_store.forget_log(clock())
+        ids = [i for i, _ in await r.xrange(EVENTS_KEY)]
+        assert ids == ["2-0", "3-0"]  # the held entry and the unread one stay
+        await redis_store.append_events(conversation("now"))
+        await asyncio.sleep(0.01)
+        await redis_store.forget_log(clock())
+        assert (await r.xrange(EVENTS_KEY))[0][0] == "2-0"  # a new entry trims nothing held
+    finally:
+        await r.aclose()

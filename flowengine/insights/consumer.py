@@ -36,10 +36,13 @@ class Consumer:
         clock: Callable[[], float] = time.time,
         name: str | None = None,
         on_folded: Callable[[Increments], None] | None = None,
+        keep_log: float = 24 * 3600.0,
     ) -> None:
         """`idle`: seconds after which an entry another consumer read and did not acknowledge
         (it died) is taken over (Redis). `on_folded` hears the increments this consumer had
-        the store keep (the Prometheus counters), once the store has kept them."""
+        the store keep (the Prometheus counters), once the store has kept them. `keep_log`:
+        seconds the analytics log's events are kept once folded (they name their session: no
+        longer than a session lives)."""
         if retention_days < 1:
             raise ValueError("the insights retention must be at least 1 day")
         self.store = store
@@ -51,6 +54,7 @@ class Consumer:
         self.consumed = 0  # entries folded by this consumer
         self.failures = 0  # rounds the store failed
         self.on_folded = on_folded
+        self.keep_log = keep_log
         self._folded: list[Increments] = []  # of the store call under way
         self._next_prune = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +90,7 @@ class Consumer:
                 break
             total += taken
         self.consumed += total
+        await self.store.forget_log(self.clock() - self.keep_log)
         await self.prune()
         return total
 

@@ -275,6 +275,7 @@ class Insights:
         idle: float = 60.0,
         clock: Callable[[], float] = time.time,
         on_folded: Callable[[f.Increments], None] | None = None,
+        keep_log: float = 24 * 3600.0,
     ) -> None:
         self.store = store
         self.projects = projects
@@ -285,6 +286,7 @@ class Insights:
             idle=idle,
             clock=clock,
             on_folded=on_folded,
+            keep_log=keep_log,
         )
 
     @property

@@ -122,6 +122,7 @@ class Runtime:
             interval=config.insights_interval,
             clock=clock,
             on_folded=self.metrics.folded,
+            keep_log=config.session_ttl,
         )
         # Per client address, on this process: the shoppers' sockets, and the consoles'.
         self.limits = ClientLimits(

@@ -250,6 +250,11 @@ class InsightsStore(Protocol):
         """Delete the counters of days before `before`; how many counters (Redis: 0, its
         day keys expire by themselves; it forgets the group's consumers that stopped)."""
 
+    async def forget_log(self, before: float) -> int:
+        """Delete the analytics log's events from before `before` (Unix seconds) that are
+        consumed (on Redis every entry older: an entry's id is its time): the log names
+        sessions, which are kept no longer than a session lives. How many went (Redis: 0)."""
+
 
 class Store(SessionStore, HandoffStore, InsightsStore, Protocol):
     """Everything the server keeps: both halves, one object (one connection pool)."""

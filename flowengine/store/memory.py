@@ -30,6 +30,14 @@ class _Session:
     actions: set[str] = field(default_factory=set)
 
 
+def _time(event: dict[str, Any]) -> float:
+    """An event's `at`; 0 for one without a usable time (folded as nothing, forgotten first)."""
+    try:
+        return float(event.get("at", 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 class MemoryStore:
     kind = "memory"
 
@@ -167,6 +175,16 @@ class MemoryStore:
     async def prune_insights(self, before: str) -> int:
         old = [d for d in self._insights if d < before]
         return sum(len(self._insights.pop(d)) for d in old)
+
+    async def forget_log(self, before: float) -> int:
+        gone = 0
+        first = self._appended - len(self._events)  # the log's first event, as counted
+        while self._events and first + gone < self._consumed:
+            if _time(self._events[0]) >= before:
+                break
+            self._events.popleft()
+            gone += 1
+        return gone
 
     async def watch(self, sid: str) -> None:
         self._watched.add(sid)

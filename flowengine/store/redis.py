@@ -331,6 +331,12 @@ def _name(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _stream_id(value: str, plus: int = 0) -> tuple[int, int]:
+    """A stream entry id "ms-n" as numbers (`plus` added to n: the id just after)."""
+    ms, _, n = str(value).partition("-")
+    return int(ms), int(n or 0) + plus
+
+
 def channel(sid: str, cluster: bool) -> str:
     """The notification channel of a session (or of an agent's consoles, `@agent:<user>`). On
     Cluster a sharded channel (SPUBLISH, SSUBSCRIBE) named with the session's hash tag: it is
@@ -689,6 +695,24 @@ class RedisStore:
                 await self._forget_consumers(
                     keys=[EVENTS_KEY], args=[INSIGHTS_GROUP, int(CONSUMER_GONE * 1000)]
                 )
+        except topology.FAILURES as exc:
+            raise await self._unavailable(exc) from exc
+        return 0
+
+    async def forget_log(self, before: float) -> int:
+        # A stream entry's id is its time in ms; trimmed up to `before`, but never past an
+        # entry the group has not read yet or a reader still holds (pending).
+        try:
+            groups = await self._redis.xinfo_groups(EVENTS_KEY)
+            group = next((g for g in groups if g["name"] == INSIGHTS_GROUP), None)
+            if group is None:
+                return 0
+            bounds = [(int(before * 1000), 0), _stream_id(group["last-delivered-id"], 1)]
+            pending = await self._redis.xpending(EVENTS_KEY, INSIGHTS_GROUP)
+            if pending["pending"]:
+                bounds.append(_stream_id(pending["min"]))
+            ms, n = min(bounds)
+            await self._redis.xtrim(EVENTS_KEY, minid=f"{ms}-{n}", approximate=False)
         except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         return 0

@@ -470,6 +470,19 @@ class SqliteStore:
             lambda db: db.execute("DELETE FROM insight_counts WHERE day < ?", (before,)).rowcount
         )
 
+    async def forget_log(self, before: float) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT cursor FROM consumers WHERE name = 'insights'").fetchone()
+            return int(
+                db.execute(
+                    "DELETE FROM events WHERE n <= ? AND coalesce(CASE WHEN json_valid(event) "
+                    "THEN CAST(json_extract(event, '$.at') AS REAL) END, 0) < ?",
+                    (row[0] if row else 0, before),
+                ).rowcount
+            )
+
+        return await self._run(write)
+
     async def watch(self, sid: str) -> None:
         self._watched.add(sid)
 
