@@ -8,7 +8,9 @@ numbers. Bad parameters get 400 and a message that says what to send.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -152,12 +154,29 @@ def _flow(request: Request, runtime: Runtime, *, required: bool) -> str | None:
     return flow
 
 
-async def meta(request: Request) -> Response:
+Handler = Callable[[Request, Runtime, Account], Awaitable[Response]]
+
+
+def _admin_api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """An admin-only route: 401 or 403 for anyone else (`_admin`); a parameter or period it
+    cannot use is a 400 with the message that says what to send."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        admin = await _admin(request)
+        if isinstance(admin, Response):
+            return admin
+        try:
+            return await handler(request, request.app.state.runtime, admin)
+        except (BadRequest, PeriodError) as e:
+            return _error(400, str(e))
+
+    return route
+
+
+@_admin_api
+async def meta(request: Request, runtime: Runtime, admin: Account) -> Response:
     """Who is looking, the server's today, how long numbers are kept, and what can be picked."""
-    admin = await _admin(request)
-    if isinstance(admin, Response):
-        return admin
-    runtime: Runtime = request.app.state.runtime
     project = runtime.flows.current
     return _json(
         {
@@ -170,65 +189,39 @@ async def meta(request: Request) -> Response:
     )
 
 
-async def report(request: Request) -> Response:
-    admin = await _admin(request)
-    if isinstance(admin, Response):
-        return admin
-    runtime: Runtime = request.app.state.runtime
-    try:
-        period = _period(request, runtime)
-        flow = _flow(request, runtime, required=False)
-        locale = _optional(request, "locale", LOCALE, "a locale such as en or pt-BR")
-        version = _optional(request, "version", VERSION, "a flow version id (hex)")
-    except BadRequest as e:
-        return _error(400, str(e))
-    try:
-        body = await runtime.insights.report(
-            period.since, period.until, flow=flow, locale=locale, version=version
-        )
-    except PeriodError as e:
-        return _error(400, str(e))
+@_admin_api
+async def report(request: Request, runtime: Runtime, admin: Account) -> Response:
+    period = _period(request, runtime)
+    flow = _flow(request, runtime, required=False)
+    locale = _optional(request, "locale", LOCALE, "a locale such as en or pt-BR")
+    version = _optional(request, "version", VERSION, "a flow version id (hex)")
+    body = await runtime.insights.report(
+        period.since, period.until, flow=flow, locale=locale, version=version
+    )
     # A flow of the current flows, or one that ran in the period (since removed): else a typo.
     ran = any(row["flow"] == flow for row in body["flows"])
     if flow is not None and flow not in _known_flows(runtime) and not ran:
-        return _error(400, str(_unknown(flow, runtime)))
+        raise _unknown(flow, runtime)
     return _json(body)
 
 
-async def funnel(request: Request) -> Response:
-    admin = await _admin(request)
-    if isinstance(admin, Response):
-        return admin
-    runtime: Runtime = request.app.state.runtime
-    try:
-        period = _period(request, runtime)
-        flow = _flow(request, runtime, required=True)
-        version = _optional(request, "version", VERSION, "a flow version id (hex)")
-    except BadRequest as e:
-        return _error(400, str(e))
+@_admin_api
+async def funnel(request: Request, runtime: Runtime, admin: Account) -> Response:
+    period = _period(request, runtime)
+    flow = _flow(request, runtime, required=True)
+    version = _optional(request, "version", VERSION, "a flow version id (hex)")
     assert flow is not None
     try:
         body = await runtime.insights.funnel(flow, period.since, period.until, version=version)
     except KeyError:  # no version has the flow, and no shopper ran it in the period
-        return _error(400, str(_unknown(flow, runtime)))
-    except PeriodError as e:
-        return _error(400, str(e))
+        raise _unknown(flow, runtime) from None
     return _json(body)
 
 
-async def export_csv(request: Request) -> Response:
-    admin = await _admin(request)
-    if isinstance(admin, Response):
-        return admin
-    runtime: Runtime = request.app.state.runtime
-    try:
-        period = _period(request, runtime)
-    except BadRequest as e:
-        return _error(400, str(e))
-    try:
-        text = await runtime.insights.export_csv(period.since, period.until)
-    except PeriodError as e:
-        return _error(400, str(e))
+@_admin_api
+async def export_csv(request: Request, runtime: Runtime, admin: Account) -> Response:
+    period = _period(request, runtime)
+    text = await runtime.insights.export_csv(period.since, period.until)
     name = f"insights-{period.since}-{period.until}.csv"
     response = Response(text, media_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
