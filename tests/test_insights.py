@@ -187,7 +187,7 @@ async def test_scripted_conversations_give_exactly_the_expected_numbers(
     }
     assert all(d["conversations"] == 0 for d in report["daily"][:-1])
     assert report["handoff_reasons"] == {
-        "asked": 1, "action_error": 0, "no_match": 0, "unsolved": 0, "flow": 0, "offline": 0,
+        "asked": 1, "action_error": 0, "no_match": 0, "unsolved": 0, "flow": 0,
     }  # fmt: skip
     version = server.runtime.flows.current.version  # type: ignore[union-attr]
     assert report["flows"] == [

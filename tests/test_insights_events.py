@@ -3,6 +3,7 @@ engine, asserting the exact events and their fields."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -360,3 +361,36 @@ async def _with(events: Any, holds: Any) -> list[dict[str, Any]] | None:
     """The events, once `holds(events)`; None before (`eventually` polls again)."""
     got: list[dict[str, Any]] = await events
     return got if got and holds(got) else None
+
+
+async def test_a_server_restart_does_not_count_its_open_chats_as_abandoned(
+    redis_server: Any,
+) -> None:
+    """A deploy closes every socket (1012): the shoppers come back and carry on, so none of
+    them left. A shopper who closes the tab at the same menu did."""
+    import redis.asyncio as aioredis
+
+    from flowengine.server.config import ServerConfig
+    from flowengine.store.redis import EVENTS_KEY
+    from tests.app_server import AppServer
+    from tests.server_process import Client
+
+    redis_server.flush()
+    async with AppServer(ServerConfig(redis_url=redis_server.url)) as server:
+        staying = await Client.connect(server.ws_url)
+        leaving = await Client.connect(server.ws_url)
+        for c in (staying, leaving):
+            await c.until(lambda f: f.get("seq") == 1)
+            await c.act({"type": "choose", "option": "sizes"})
+        await leaving.close()
+        await asyncio.sleep(0.2)  # the server sees it close before it stops
+    # The server has stopped (its analytics flushed): what the log holds is all it wrote.
+    r = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        entries = await r.xrange(EVENTS_KEY)
+    finally:
+        await r.aclose()
+    events = [e for _, fields in entries for e in json.loads(fields["events"])]
+    left = {e["session"] for e in events if e["type"] == "session_abandoned"}
+    assert left == {leaving.session}
+    assert staying.session in {e["session"] for e in events}

@@ -167,6 +167,10 @@ async def _counted(s: Scripted, day: date, conversations: int, abandoned: int) -
     server sees its socket close): only then may the clock move on to another day."""
 
     async def done() -> bool:
+        # Every event of an acknowledged click is in the analytics buffer already: written and
+        # folded now, so nothing of it can land after the check.
+        await s.server.runtime.analytics.flush()
+        await s.server.runtime.insights.catch_up()
         daily = {d["day"]: d for d in (await s.report(day, day))["daily"]}
         d = daily[day.isoformat()]
         return bool(d["conversations"] == conversations and d["abandoned"] == abandoned)

@@ -381,3 +381,19 @@ async def test_the_redis_log_forgets_old_entries_but_none_unread_or_held(
         assert (await r.xrange(EVENTS_KEY))[0][0] == "2-0"  # a new entry trims nothing held
     finally:
         await r.aclose()
+
+
+async def test_a_hand_off_that_found_nobody_is_counted_once_by_its_reason(
+    store: Store, clock: Clock
+) -> None:
+    """Offline is what became of a hand-off, not why it happened: the reasons add up to the
+    hand-offs, and the left message is counted with the tickets."""
+    asked = ev("handoff_requested", "a", flow="main", step="menu", queue="g", priority="normal",
+               reason="asked", topic=None)  # fmt: skip
+    offline = ev("handoff_offline", "a", flow="main", queue="g", waited=0)
+    await store.append_events([*conversation("a")[:3], asked, offline])
+    await Consumer(store, clock=clock).catch_up()
+    report = await Insights(store, no_project, clock=clock).report(DAY, DAY)
+    assert report["headline"]["handed_over"] == 1
+    assert sum(report["handoff_reasons"].values()) == 1 and report["handoff_reasons"]["asked"] == 1
+    assert report["tickets"]["offline_handoffs"] == 1

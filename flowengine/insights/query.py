@@ -25,7 +25,8 @@ from .consumer import Consumer
 # The project a flow version compiled to (None: the current one); None when unknown.
 Projects = Callable[[str | None], Awaitable[ir.Project | None]]
 
-REASONS = ("asked", "action_error", "no_match", "unsolved", "flow", "offline")  # always listed
+# Always listed; they add up to the hand-offs (what became of one, e.g. offline, is not a reason).
+REASONS = ("asked", "action_error", "no_match", "unsolved", "flow")
 HEAVIEST = 3  # steps named as the heaviest drop-offs
 MAX_DAYS = 3660  # a period longer than ten years is refused
 
@@ -175,7 +176,6 @@ def handoff_reasons(c: Counters) -> dict[str, int]:
     out = dict.fromkeys(REASONS, 0)
     for reason, n in c.by(f.HANDOFF, "detail").items():
         out[reason] = out.get(reason, 0) + n
-    out["offline"] += c.sum(f.OFFLINE)
     return out
 
 

@@ -29,6 +29,7 @@ from .guard import origin_allowed
 log = logging.getLogger("flowengine.ws")
 
 REPLAY_PAGE = 200
+SERVER_RESTART = 1012  # the close code a socket gets when this server shuts down (RFC 6455)
 
 
 async def accept(

@@ -53,8 +53,13 @@ class Metrics:
         )
         self.handed_over = Counter(
             "flowengine_handoffs_total",
-            "Hand-offs to a person, by reason (offline: nobody there, a left message)",
+            "Hand-offs to a person, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.offline = Counter(
+            "flowengine_handoffs_offline_total",
+            "Hand-offs with nobody there: the shopper was offered to leave a message",
             registry=r,
         )
         self.csat = Counter(
@@ -78,7 +83,7 @@ class Metrics:
                 case f.HANDOFF:
                     self.handed_over.labels(detail).inc(n)
                 case f.OFFLINE:
-                    self.handed_over.labels("offline").inc(n)
+                    self.offline.inc(n)
                 case f.CSAT_FLOW:
                     self.csat.labels("yes_no", detail).inc(n)
                 case f.CSAT_AGENT:

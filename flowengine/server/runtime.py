@@ -63,12 +63,14 @@ class Hub:
             with contextlib.suppress(Exception):  # pub/sub down: reads repair it later
                 await self.store.watch(sid)
 
-    async def detach(self, sid: str, follower: Follower) -> None:
+    async def detach(self, sid: str, follower: Follower, *, left: bool = True) -> None:
+        """`left`: the shopper closed it (False: the server is restarting, and the socket
+        closed under them: not counted as leaving)."""
         followers = self.followers.get(sid)
         if followers is None:
             return
         followers.discard(follower)
-        if follower.shopper and not any(f.shopper for f in followers):
+        if left and follower.shopper and not any(f.shopper for f in followers):
             self.sessions.left(sid)
         if not followers:
             del self.followers[sid]

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import frames
 from ..store import StoreUnavailable
-from .connection import Follower, accept, hang_up
+from .connection import SERVER_RESTART, Follower, accept, hang_up
 from .flows import FlowsUnavailable
 from .guard import FrameGate, TokenBucket, Verdict, frame_id_of, too_large
 from .protocol import ACTIONS, Hello, ProtocolError, decode, parse_action, parse_hello
@@ -236,15 +236,18 @@ async def shopper_socket(ws: WebSocket) -> None:
         return
     runtime.metrics.open_sockets.inc()
     conn = ShopperSocket(ws, runtime, ip)
+    left = True  # the shopper went (not this server, restarting: they come back)
     try:
         hello = await conn.handshake()
         if hello is not None and await conn.open(hello):
             await conn.converse()
-    except (WebSocketDisconnect, _Closed):
+    except WebSocketDisconnect as exc:
+        left = exc.code != SERVER_RESTART
+    except _Closed:
         pass
     finally:
         conn.closed = True
         runtime.metrics.open_sockets.dec()
         runtime.limits.close(ip)
         if conn.sid:
-            await runtime.hub.detach(conn.sid, conn)
+            await runtime.hub.detach(conn.sid, conn, left=left)

@@ -440,8 +440,7 @@
     action_error: "An action failed",
     no_match: "Their data matched nothing",
     unsolved: "“Did this solve it?”: no",
-    flow: "The flow hands over",
-    offline: "Nobody online: left a message"
+    flow: "The flow hands over"
   };
   function drawReasons(reasons) {
     var rows = Object.keys(reasons).map(function (k) { return { reason: k, count: reasons[k] }; })
