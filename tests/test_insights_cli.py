@@ -82,7 +82,7 @@ async def test_report_and_painted_graph_read_what_the_server_counted(
         table = flowengine("report", "--since", today(), "--until", today(), *store_args)
         assert table.returncode == 0, table.stderr
         lines = table.stdout.splitlines()
-        assert lines[0].startswith(f"Insights {today()} .. {today()} (1 days)")
+        assert lines[0].startswith(f"Insights {today()} .. {today()} (1 day)")
         assert any(line.split() == ["conversations", "2", "0", "+2"] for line in lines)
         assert any(line.split() == ["automation", "rate", "50.0%", "-"] for line in lines)
         assert any(line.split()[:6] == ["shop", "2", "1", "0", "1", "50.0%"] for line in lines)
@@ -107,6 +107,25 @@ async def test_report_and_painted_graph_read_what_the_server_counted(
         assert 'fillcolor="#fde2e2"' in dot and "1 in, 1 dropped (100%)" in dot
         plain = flowengine("graph", "shop", "--flows", str(flows)).stdout
         assert "dropped" not in plain and "heaviest" not in plain
+
+        # Filters: one that ran is counted as stored (EN-us reads as en); a typo is refused,
+        # not answered with zeros.
+        r = flowengine("report", "--since", "1d", "--format", "json", "--locale", "EN-us",
+                       "--flow", "shop", *store_args)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["headline"]["conversations"] == 2
+        for args, message in [
+            (["--flow", "nope"], "no conversation ran flow 'nope' in this period (flows that ran"),
+            (["--locale", "english!"], "locale must be a locale such as en or pt-BR"),
+            (["--locale", "de"], "no conversation was in locale 'de' in this period (locales: en)"),
+            (["--flow-version", "latest"], "version must be a flow version id (hex)"),
+            (["--flow-version", "abcdef12"], "no conversation ran flow version 'abcdef12'"),
+        ]:
+            r = flowengine("report", "--since", "1d", *args, *store_args)
+            assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        r = flowengine("graph", "shop", "--stats", "--flow-version", "latest", "--flows",
+                       str(flows), *store_args)  # fmt: skip
+        assert r.returncode == 2 and "version must be a flow version id" in r.stderr
 
         # The server still serves (nothing of it was locked or written by the CLI).
         await _converse(server)

@@ -394,3 +394,30 @@ async def test_a_server_restart_does_not_count_its_open_chats_as_abandoned(
     left = {e["session"] for e in events if e["type"] == "session_abandoned"}
     assert left == {leaving.session}
     assert staying.session in {e["session"] for e in events}
+
+
+async def test_stopping_the_batcher_mid_write_writes_no_event_twice() -> None:
+    """The store carries a write out even when its caller is cancelled (SQLite's thread, a
+    command already sent): stopping must wait for it, not cancel it and write it again."""
+    from flowengine.server.analytics import Analytics
+
+    class SlowStore:
+        def __init__(self) -> None:
+            self.written: list[dict[str, Any]] = []
+            self.answer = asyncio.Event()
+
+        async def append_events(self, events: list[dict[str, Any]]) -> None:
+            self.written.extend(events)  # done at once; the answer comes later
+            await self.answer.wait()
+
+    store = SlowStore()
+    analytics = Analytics(store, interval=0.01)  # type: ignore[arg-type]
+    analytics.start()
+    analytics.add("s", [{"type": "flow_started", "at": 1}])
+    while not store.written:
+        await asyncio.sleep(0.005)
+    stopping = asyncio.create_task(analytics.stop())  # while the write is under way
+    await asyncio.sleep(0.05)
+    store.answer.set()
+    await stopping
+    assert [e["type"] for e in store.written] == ["flow_started"]

@@ -474,6 +474,13 @@ async def test_a_filtered_report_counts_only_that_flow(stored: Scripted) -> None
     assert empty.status_code == 200, empty.text
     assert empty.json()["headline"]["conversations"] == 0
     assert empty.json()["flows"] == []
+    # A locale as the page gives it, a version id in capitals: counted as stored.
+    version = stored.server.runtime.flows.current
+    assert version is not None
+    query = f"{stored.period}&locale=EN-us&version={version.version.upper()}"
+    same = await stored.get(f"/insights/api/report?{query}", stored.admin)
+    assert same.status_code == 200, same.text
+    assert same.json()["headline"]["conversations"] == 6
 
 
 async def test_the_funnel_shows_where_shoppers_dropped_off(stored: Scripted) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..insights import Insights, PeriodError
-from ..insights.query import days
+from ..insights.query import FilterError, days, filters, ran
 from ..language import ir
 from ..store import Store, StoreUnavailable
 
@@ -89,13 +89,18 @@ async def _read(args: argparse.Namespace, project: ir.Project | None, what: str)
 
     try:
         insights = Insights(store, projects)
-        if what == "report":
-            if args.format == "csv":
-                return await insights.export_csv(since, until)
-            return await insights.report(
-                since, until, flow=args.flow, locale=args.locale, version=args.flow_version
-            )
-        return await insights.funnel(args.flow, since, until, version=args.flow_version)
+        if what != "report":
+            _, _, version = filters(args.flow, None, args.flow_version)
+            return await insights.funnel(args.flow, since, until, version=version)
+        if args.format == "csv":
+            return await insights.export_csv(since, until)
+        everything = await insights.report(since, until)
+        ran_in = [row["locale"] for row in everything["locales"]]
+        flow, locale, version = filters(args.flow, args.locale, args.flow_version, ran_in)
+        if flow is None and locale is None and version is None:
+            return everything
+        ran(everything, flow, locale, version)  # a typo would print zeros
+        return await insights.report(since, until, flow=flow, locale=locale, version=version)
     finally:
         await store.close()
 
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace, project: ir.Project | None, what: str) -> Any:
     """The report or the funnel; UsageError (a bad value, a store that cannot be read)."""
     try:
         return asyncio.run(_read(args, project, what))
-    except PeriodError as e:
+    except (PeriodError, FilterError) as e:
         raise UsageError(str(e)) from None
     except StoreUnavailable as e:
         raise UsageError(f"cannot read the store: {e}") from None
@@ -177,7 +182,7 @@ HEADLINE = [
 def render_table(r: dict[str, Any]) -> str:
     p, prev = r["period"], r["previous"]
     out = [
-        f"Insights {p['since']} .. {p['until']} ({p['days']} days), "
+        f"Insights {p['since']} .. {p['until']} ({p['days']} day{'s' if p['days'] != 1 else ''}), "
         f"against {prev['since']} .. {prev['until']}",
         "",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..graph import flow_edges
 from ..language import ir
+from ..language.text import fallback_chain
 from ..store import Store
 from . import fold as f
 from .consumer import Consumer
@@ -33,6 +35,64 @@ MAX_DAYS = 3660  # a period longer than ten years is refused
 
 class PeriodError(ValueError):
     """A period that cannot be reported (until before since, too long)."""
+
+
+class FilterError(ValueError):
+    """A filter (flow, locale, flow version) that is not one: the message says what to send."""
+
+
+# The forms of the filters, as the dashboard's API and `flowengine report` take them: a flow id,
+# a locale tag (en, pt-BR), a flow version id (hex). Anything else is a typo, said as such.
+FLOW = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+VERSION = re.compile(r"[0-9A-Fa-f]{6,64}")
+
+
+def filters(
+    flow: str | None, locale: str | None, version: str | None, locales: Iterable[str] = ()
+) -> tuple[str | None, str | None, str | None]:
+    """The filters as the counters are keyed: a locale in lower case, as the shopper reads it
+    when `locales` (the project's) are known (`cs` for `cs-CZ`), a version id in lower case.
+    FilterError for one that is not of its form."""
+    for name, value, pattern, what in (
+        ("flow", flow, FLOW, "a flow id"),
+        ("locale", locale, LOCALE, "a locale such as en or pt-BR"),
+        ("version", version, VERSION, "a flow version id (hex)"),
+    ):
+        if value is not None and not pattern.fullmatch(value):
+            raise FilterError(f"{name} must be {what}, not {value[:40]!r}")
+    if locale is not None:
+        chain = fallback_chain(locale, "")  # cs-CZ: ("cs-cz", "cs")
+        locale = next((c for c in chain if c in set(locales)), chain[0])
+    return flow, locale, version.lower() if version else None
+
+
+def ran(
+    report: dict[str, Any], flow: str | None, locale: str | None, version: str | None = None
+) -> None:
+    """FilterError unless the filters name something that ran in the report's period (for
+    the CLI: a typo would otherwise print zeros)."""
+    flows = sorted(row["flow"] for row in report["flows"])
+    if flow is not None and flow not in flows:
+        raise FilterError(
+            f"no conversation ran flow {flow!r} in this period (flows that ran: "
+            + (", ".join(flows) or "none")
+            + ")"
+        )
+    locales = sorted(row["locale"] for row in report["locales"])
+    if locale is not None and locale not in locales:
+        raise FilterError(
+            f"no conversation was in locale {locale!r} in this period (locales: "
+            + (", ".join(locales) or "none")
+            + ")"
+        )
+    versions = sorted({v for row in report["flows"] for v in row["versions"]})
+    if version is not None and version not in versions:
+        raise FilterError(
+            f"no conversation ran flow version {version!r} in this period (versions: "
+            + (", ".join(versions) or "none")
+            + ")"
+        )
 
 
 def days(since: date, until: date) -> list[str]:

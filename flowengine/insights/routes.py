@@ -23,14 +23,10 @@ from starlette.routing import BaseRoute, Route
 from ..handoff.accounts import Account
 from ..handoff.routes import CONSOLE_CSP
 from ..server.runtime import Runtime
-from .query import PeriodError
+from .query import FLOW, FilterError, PeriodError, filters
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-# A locale tag (en, pt-BR) and a flow version id (hex): anything else is a typo, said as such.
-LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
-VERSION = re.compile(r"[0-9a-f]{6,64}")
-FLOW = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 class BadRequest(Exception):
@@ -127,11 +123,16 @@ def _period(request: Request, runtime: Runtime) -> Period:
     return Period(since, until)
 
 
-def _optional(request: Request, name: str, pattern: re.Pattern[str], what: str) -> str | None:
-    raw = request.query_params.get(name) or None
-    if raw is not None and not pattern.fullmatch(raw):
-        raise BadRequest(f"{name} must be {what}, not {raw[:40]!r}")
-    return raw
+def _filters(request: Request, runtime: Runtime) -> tuple[str | None, str | None]:
+    """The `locale` and `version` filters as counted (docs/insights.md)."""
+    project = runtime.flows.current
+    _, locale, version = filters(
+        None,
+        request.query_params.get("locale") or None,
+        request.query_params.get("version") or None,
+        project.settings.locales if project is not None else (),
+    )
+    return locale, version
 
 
 def _known_flows(runtime: Runtime) -> list[str]:
@@ -168,7 +169,7 @@ def _admin_api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return admin
         try:
             return await handler(request, request.app.state.runtime, admin)
-        except (BadRequest, PeriodError) as e:
+        except (BadRequest, FilterError, PeriodError) as e:
             return _error(400, str(e))
 
     return route
@@ -193,8 +194,7 @@ async def meta(request: Request, runtime: Runtime, admin: Account) -> Response:
 async def report(request: Request, runtime: Runtime, admin: Account) -> Response:
     period = _period(request, runtime)
     flow = _flow(request, runtime, required=False)
-    locale = _optional(request, "locale", LOCALE, "a locale such as en or pt-BR")
-    version = _optional(request, "version", VERSION, "a flow version id (hex)")
+    locale, version = _filters(request, runtime)
     body = await runtime.insights.report(
         period.since, period.until, flow=flow, locale=locale, version=version
     )
@@ -209,7 +209,7 @@ async def report(request: Request, runtime: Runtime, admin: Account) -> Response
 async def funnel(request: Request, runtime: Runtime, admin: Account) -> Response:
     period = _period(request, runtime)
     flow = _flow(request, runtime, required=True)
-    version = _optional(request, "version", VERSION, "a flow version id (hex)")
+    _, version = _filters(request, runtime)
     assert flow is not None
     try:
         body = await runtime.insights.funnel(flow, period.since, period.until, version=version)

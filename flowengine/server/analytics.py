@@ -7,6 +7,7 @@ Events are buffered and flushed every `interval` seconds; if the store is down t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -15,7 +16,6 @@ from typing import Any
 from ..engine import model as m
 from ..language.text import served_locale
 from ..store import Store
-from .tasks import stop_task
 
 log = logging.getLogger("flowengine.analytics")
 
@@ -55,6 +55,11 @@ class Analytics:
         self.buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
+        # One write at a time, never cancelled: a write cancelled while the store (a SQLite
+        # thread, a command already sent) carries it out would leave its events in the
+        # buffer, and the next flush would write them twice.
+        self._writing = asyncio.Lock()
+        self._stopping = asyncio.Event()
 
     def add(self, sid: str, events: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> None:
         for e in events:
@@ -63,26 +68,33 @@ class Analytics:
             self.buffer.append({**e, "session": sid})
 
     async def flush(self) -> None:
-        if not self.buffer:
-            return
-        batch = list(self.buffer)
-        try:
-            await self.store.append_events(batch)
-        except Exception as exc:  # keep them for the next flush
-            log.debug("analytics flush failed: %s", exc)
-            return
-        for _ in batch:
-            if self.buffer:
-                self.buffer.popleft()
+        async with self._writing:
+            if not self.buffer:
+                return
+            batch = list(self.buffer)
+            try:
+                await self.store.append_events(batch)
+            except Exception as exc:  # keep them for the next flush
+                log.debug("analytics flush failed: %s", exc)
+                return
+            for _ in batch:
+                if self.buffer:
+                    self.buffer.popleft()
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
             await self.flush()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        await stop_task(self._task)
+        """Write what is left and end: the loop's last flush, never cut in the middle."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
         await self.flush()
