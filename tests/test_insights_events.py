@@ -421,3 +421,39 @@ async def test_stopping_the_batcher_mid_write_writes_no_event_twice() -> None:
     store.answer.set()
     await stopping
     assert [e["type"] for e in store.written] == ["flow_started"]
+
+
+async def test_leaving_while_in_line_for_a_person_is_abandoning_and_while_talking_is_not(
+    redis_server: Any,
+) -> None:
+    """Nobody has answered a shopper in line: closing the chat then is a drop-off (at the step
+    that asked for a person). A shopper whose chat an agent has taken is talking to someone."""
+    from flowengine.server.config import ServerConfig
+    from tests.app_server import AppServer
+    from tests.server_process import Agent, Client, add_agent
+
+    redis_server.flush()
+    await asyncio.to_thread(add_agent, "ann", redis_url=redis_server.url)
+    async with AppServer(ServerConfig(redis_url=redis_server.url)) as server:
+        ann = await Agent.login(server, "ann", "correct-horse-battery")
+        await ann.until(lambda f: f["type"] == "queue")  # online: hand-offs queue, not offline
+        waiting = await Client.connect(server.ws_url)
+        talking = await Client.connect(server.ws_url)
+        for c in (waiting, talking):
+            await c.until(lambda f: f.get("seq") == 1)
+            await c.act({"type": "handoff"})
+            await c.until(lambda f: f.get("type") == "handoff" and f.get("status") == "queued")
+        assert (await ann.act({"type": "claim", "session": talking.session}))["type"] == "ack"
+        await talking.until(lambda f: f.get("type") == "handoff" and f.get("status") == "assigned")
+        await waiting.close()
+        await talking.close()
+        await asyncio.sleep(0.3)  # the server sees both sockets close
+        await server.runtime.analytics.flush()
+        events = await server.runtime.store.read_events(1000)
+        await ann.close()
+    left = [e for e in events if e["type"] == "session_abandoned"]
+    assert [e["session"] for e in left] == [waiting.session]
+    asked = next(
+        e for e in events if e["type"] == "handoff_requested" and e["session"] == waiting.session
+    )
+    assert (left[0]["flow"], left[0]["step"]) == (asked["flow"], asked["step"])

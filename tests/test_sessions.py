@@ -85,7 +85,7 @@ async def test_analytics_reach_the_store_without_shopper_text() -> None:
     assert {e["type"] for e in events} >= {"session_started", "option_chosen", "text_given"}
     assert all(e["session"] == opened.sid for e in events)
     assert "secret.person" not in repr(events)
-    service.left(opened.sid)
+    await service.left(opened.sid)
     await service.analytics.flush()
     last = (await service.store.read_events(1))[0]
     assert last["type"] == "session_abandoned" and last["step"] == "ask_number"

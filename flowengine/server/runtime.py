@@ -71,7 +71,7 @@ class Hub:
             return
         followers.discard(follower)
         if left and follower.shopper and not any(f.shopper for f in followers):
-            self.sessions.left(sid)
+            await self.sessions.left(sid)
         if not followers:
             del self.followers[sid]
             with contextlib.suppress(Exception):

@@ -261,13 +261,26 @@ class SessionService:
         finally:
             self._locks.release(sid)
 
-    def left(self, sid: str) -> None:
+    async def left(self, sid: str) -> None:
         """The last shopper socket of a session on this process closed: if the conversation was
-        still open, count it as abandoned (it may yet resume, which analytics then sees too)."""
+        still open, count it as abandoned (it may yet resume, which analytics then sees too).
+        Waiting in line for a person counts (nobody has answered yet); talking to one does not
+        (read from the store: another instance's agent may have taken the chat meanwhile)."""
         cached = self._cache.get(sid)
-        if cached is not None and cached[2].waiting not in ("ended", "agent"):
-            locales = self.flows.current.settings.locales if self.flows.current else ("en",)
-            self.analytics.add(sid, [abandoned(cached[2], self.clock(), locales)])
+        state = cached[2] if cached is not None else None
+        if state is not None and state.waiting == "agent":
+            try:
+                record = await self.store.load(sid)
+            except StoreUnavailable:
+                return
+            state = m.State.from_json(record.state) if record is not None else None
+            if state is not None and state.waiting == "agent":
+                if state.handoff is None or state.handoff.assigned:
+                    return
+        if state is None or state.waiting == "ended":
+            return
+        locales = self.flows.current.settings.locales if self.flows.current else ("en",)
+        self.analytics.add(sid, [abandoned(state, self.clock(), locales)])
 
     def _remember(self, sid: str, rev: int, seq: int, state: m.State) -> None:
         self._cache[sid] = (rev, seq, state)
