@@ -349,3 +349,64 @@ def test_the_walk_covers_the_new_demo_orders() -> None:
     orders = DemoBackend(TODAY).orders
     assert orders["1015"].get("tracking_url") is None and orders["1015"].get("eta") is None
     assert orders["1016"].get("tracking_url") is None and orders["1016"].get("carrier")
+
+
+# -- text that reads as a native wrote it ------------------------------------------------------
+
+# What a shopper should never read, whatever their language: a date as the computer stores it
+# (it also breaks at its hyphens), an amount as code ("25.0 EUR"), a plural dodged with
+# brackets ("item(s)"), a code with underscores ("out_for_delivery"), and in a language other
+# than English, an order status in English.
+_SMELLS = (
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}\b"), "an ISO date"),
+    (re.compile(r"\d(?:[.,]\d+)? ?(?:EUR|CZK|THB|IDR|RON|USD)\b"), "an amount written as code"),
+    (re.compile(r"\w\((?:s|e|es|i|y)\)"), "a plural in brackets"),
+    (re.compile(r"\b[a-z]+_[a-z_]+\b"), "a code with underscores"),
+)
+_ENGLISH_STATUS = re.compile(
+    r"\b(?:unfulfilled|processing|shipped|out for delivery|delivered|cancelled|refunded)\b"
+)
+
+
+def unnatural(text: str, locale: str) -> list[str]:
+    words = _LINK.sub("", text)  # link targets are addresses, not words
+    found = [what for pattern, what in _SMELLS if pattern.search(words)]
+    if locale != "en" and _ENGLISH_STATUS.search(words.lower()):
+        found.append("an English order status")
+    return found
+
+
+def test_the_native_check_catches_what_it_is_for() -> None:
+    assert unnatural("It was delivered on **2026-03-31**.", "en") == ["an ISO date"]
+    assert unnatural("Cancel order #1001 (1 item(s), 25.0 EUR)?", "en") == [
+        "an amount written as code",
+        "a plural in brackets",
+    ]
+    assert unnatural("Anulați comanda (4 produs(e))?", "ro") == ["a plural in brackets"]
+    assert unnatural("Your order's status is **out_for_delivery**.", "en") == [
+        "a code with underscores"
+    ]
+    assert unnatural("Stav vaší objednávky: **shipped**.", "cs") == ["an English order status"]
+    assert not unnatural("[Track](https://x.example/2026-03-31/out_for_delivery)", "en")
+    assert not unnatural(
+        "Zásilka byla doručena **31.\u00a0března\u00a02026** (25,00\u00a0€).", "cs"
+    )
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+async def test_the_shipped_flows_read_as_a_native_wrote_them(
+    project: ir.Project, locale: str
+) -> None:
+    walk = Walk(project, locale, VARIANTS["demo"])
+    for number, email in _orders():
+        for flow in ORDER_FLOWS:
+            await walk.run(flow, (number, email))
+    for flow in sorted(set(project.flows) - set(ORDER_FLOWS) - {"identify_order"}):
+        await walk.run(flow, None)
+    assert walk.turns > 500
+    bad = [
+        f"{where}: {text!r}: {', '.join(p)}"
+        for where, text in walk.texts
+        if (p := unnatural(text, locale))
+    ]
+    assert not bad, f"{len(bad)} unnatural text(s) [{locale}]:\n" + "\n".join(bad[:20])

@@ -126,6 +126,14 @@
       id: "Pilih opsi di atas",
       ro: "Alegeți o opțiune de mai sus"
     },
+    // At a menu: typed text is matched to the flows (docs/flow-language.md, "Intents").
+    ask: {
+      en: "Or type your question…",
+      cs: "Nebo napište svůj dotaz…",
+      th: "หรือพิมพ์คำถามของคุณ…",
+      id: "Atau ketik pertanyaan Anda…",
+      ro: "Sau scrieți întrebarea…"
+    },
     answer: {
       en: "Type your answer…",
       cs: "Napište odpověď…",
@@ -638,7 +646,10 @@
     var parked = false;
     function lost(n) { return !n.isConnected || n.disabled || n.hidden || (n === log && parked); }
     function focusNext() {
-      var next = !input.disabled ? input : options.querySelector("button");
+      // At a menu the box is open too, but the first option keeps the focus (a phone would
+      // otherwise open its keyboard over the options).
+      var first = options.querySelector("button");
+      var next = !input.disabled && !(atMenu() && first) ? input : first;
       parked = !next;
       (next || log).focus();
     }
@@ -680,9 +691,15 @@
       input.setAttribute("autocomplete", has(AUTOFILL, kind) ? AUTOFILL[kind] : "off");
       input.setAttribute("autocapitalize", has(AUTOFILL, kind) ? "off" : "sentences");
       input.spellcheck = !has(AUTOFILL, kind);
-      input.disabled = !kind && !person;
+      var menu = !kind && !person && atMenu();
+      input.disabled = !kind && !person && !menu;
       sendBtn.disabled = input.disabled;
-      input.placeholder = person ? T.write : input.disabled ? T.choose : T.answer;
+      input.placeholder = person ? T.write : kind ? T.answer : menu ? T.ask : T.choose;
+    }
+    // Options to click and no answer to type (not a 1-5 verdict): the shopper may also type
+    // what they want, which the server matches to the options and flows.
+    function atMenu() {
+      return !ended && !!current && !current.input && !current.csat && !!(current.options || []).length;
     }
 
     // An error line in the widget's words, by code; never the server's (English) message.

@@ -12,6 +12,12 @@ from typing import Any, Literal, get_args
 # What a session is waiting for.
 Waiting = Literal["start", "click", "text", "action", "agent", "ended"]
 
+# Options the engine adds itself when the shopper types at a menu (ids no flow option can have:
+# an option id has no colon). A clarifying menu's candidates are the intents' own ids,
+# `flow:<name>` or `option:<id>` (ir.FLOW_INTENT, ir.OPTION_INTENT).
+SOMETHING_ELSE = "intent:else"  # in a clarifying menu: neither candidate
+OFFER_PERSON = "intent:person"  # after `misses_before_person` unmatched texts in a row
+
 
 @dataclass(frozen=True, slots=True)
 class Handoff:
@@ -49,6 +55,8 @@ class State:
     resolution: str | None = None
     person: bool = False  # a person was assigned to the chat in this conversation
     rate: str | None = None  # after a chat with a person: the agent the shopper may rate now
+    misses: int = 0  # typed texts in a row at a menu that matched nothing
+    clarify: tuple[tuple[str, float], ...] = ()  # a clarifying menu's (intent id, score)s
 
     def to_json(self) -> dict[str, Any]:
         h = self.handoff
@@ -83,6 +91,8 @@ class State:
             "resolution": self.resolution,
             "person": self.person,
             "rate": self.rate,
+            "misses": self.misses,
+            "clarify": [list(c) for c in self.clarify],
         }
 
     @classmethod
@@ -119,6 +129,8 @@ class State:
             resolution=d.get("resolution"),
             person=d.get("person", False),
             rate=d.get("rate"),
+            misses=d.get("misses", 0),
+            clarify=tuple((a, b) for a, b in d.get("clarify", [])),
         )
 
 

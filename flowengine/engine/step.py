@@ -14,8 +14,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal, assert_never
 
+from ..intents import Clarify, IntentIndex, Match
+from ..intents.matcher import decide
 from ..language import ir
-from ..language.templates import Expression, Template
+from ..language.formatting import days_between, today_of
+from ..language.templates import CHAIN, TABLES, TODAY, Expression, Template
 from ..language.text import Text as LocalText
 from ..language.text import fallback_chain, normalise_locale, served_locale
 from ..language.validators import MAX_ANSWER
@@ -130,6 +133,7 @@ class _Run:
         self.project = project
         self.before = state
         self.now = now
+        self.today = today_of(now)  # `today` in templates; a run has one clock reading
         self.flow_name = state.flow
         self.key = state.step
         self.vars = dict(state.vars)
@@ -143,6 +147,8 @@ class _Run:
         self.resolution = state.resolution
         self.person = state.person
         self.rate = state.rate
+        self.misses = state.misses
+        self.clarify = state.clarify
         self.locale = state.locale
         self.context = state.context
         self.messages: list[m.Message] = []
@@ -172,6 +178,9 @@ class _Run:
             "context": ctx.get("context", {}),
             "handoff": ctx.get("handoff", {}),
             "locale": self.locale,
+            TODAY: self.today,
+            CHAIN: self.chain(),
+            TABLES: self.flow.texts if self.flow_name else {},
         }
 
     def chain(self) -> tuple[str, ...]:
@@ -200,7 +209,7 @@ class _Run:
     def echo(self, text: str) -> None:
         self.messages.append(m.Message("shopper", text))
 
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: str, /, **data: Any) -> None:
         version = self.before.version or self.project.version
         self.events.append(
             {
@@ -230,6 +239,9 @@ class _Run:
             resolution=self.resolution,
             person=self.person,
             rate=self.rate,
+            misses=self.misses,
+            # Candidates count only while their clarifying menu is what can be clicked.
+            clarify=tuple(c for c in self.clarify if c[0] in dict(self.options)),
         )
         return m.Result(
             state,
@@ -380,23 +392,34 @@ class _Run:
             return v.render(self.variables())
         return v
 
-    def show_menu(self, step: ir.Menu) -> None:
+    def visible_options(self, step: ir.Menu) -> list[ir.Option]:
+        """The menu's options whose `if:` holds now."""
+        variables = self.variables()
+        return [o for o in step.options if o.condition is None or o.condition.truth(variables)]
+
+    def show_menu(self, step: ir.Menu, *, offer_person: bool = False) -> None:
+        """The menu's text and options (`offer_person`: with "Talk to a person" added, unless
+        an option already leads to one)."""
         variables = self.variables()
         chain = self.chain()
         shown: list[dict[str, str]] = []
         locales: list[str] = []
-        for o in step.options:
-            if o.condition is not None and not o.condition.truth(variables):
-                continue
+        visible = self.visible_options(step)
+        for o in visible:
             label, loc = o.label.render(chain, variables)
             locales.append(loc)
             item = {"id": o.id, "label": label}
             if o.action == "url" and o.value:
                 item["url"] = o.value
             shown.append(item)
+        if offer_person and not any(o.action == "handoff" for o in visible):
+            label, loc = self.render(TEXTS["intents.person"])
+            shown.append({"id": m.OFFER_PERSON, "label": label})
+            locales.append(loc)
         self.say(step.text, options=tuple(shown), label_locales=tuple(locales))
         self.waiting = "click"
         self.options = tuple((o["id"], o["label"]) for o in shown)
+        self.clarify = ()
 
     def ask_choices(self, step: ir.Ask) -> tuple[list[dict[str, str]], tuple[str, ...]]:
         """Choices from data first (`choices_from`), then the static ones, with their locales."""
@@ -406,12 +429,16 @@ class _Run:
         items = source.items.evaluate(variables) if source is not None else None
         if source is not None and isinstance(items, list | tuple):
             for item in items[:50]:
-                scope = {**variables, "item": item}
+                scope = {**variables, ir.ITEM: item}
+                if source.condition is not None and not source.condition.truth(scope):
+                    continue
                 value = source.value.render(scope)
                 if value:
                     out.append({"id": value[:100], "label": source.label.render(scope)})
         locales = []
         for c in step.choices:
+            if c.condition is not None and not c.condition.truth(variables):
+                continue
             label, loc = c.label.render(self.chain(), variables)
             out.append({"id": c.value, "label": label})
             locales.append(loc)
@@ -473,8 +500,23 @@ class _Run:
         label = dict(self.options).get(option)
         if label is None:
             raise _Refused("unknown_option", f"'{option[:40]}' is not one of the options shown")
-        step = self.current
         self.echo(label)
+        candidates = dict(self.clarify)
+        self.clarify = ()
+        if option in candidates:  # a candidate of a clarifying menu
+            self.route(option, candidates[option], clarified=True)
+        elif option == m.SOMETHING_ELSE:
+            self.miss(TEXTS["intents.rephrase"])
+        elif option == m.OFFER_PERSON:
+            self.misses = 0
+            self.ask_for_person()
+        else:
+            self.misses = 0
+            self.pick(option)
+
+    def pick(self, option: str) -> None:
+        """What clicking `option` of the current step does."""
+        step = self.current
         if isinstance(step, ir.Csat):
             score = self.verdict(step.scale, option, None)
             exit_ = ir.csat_exit(step.scale, score)
@@ -487,6 +529,8 @@ class _Run:
             return
         assert isinstance(step, ir.Menu)
         chosen = next(o for o in step.options if o.id == option)
+        for name, v in chosen.values.items():  # the option's `set:`, before it goes anywhere
+            self.vars[name] = self.value(v)
         match chosen.action:
             case "goto" | "end":
                 if chosen.action == "end":
@@ -496,9 +540,7 @@ class _Run:
                 self.follow(f"option:{option}")
             case "flow":
                 self.visited.append((self.flow_name, step.key, f"option:{option}"))
-                self.emit("flow_ended", flow=self.flow_name, resolution=None)
-                self.stack.clear()
-                self.enter_flow(chosen.value or self.project.settings.start)
+                self.switch_flow(chosen.value or self.project.settings.start)
             case "url":
                 pass  # the widget opens the link; the menu stays
             case "handoff":
@@ -521,11 +563,16 @@ class _Run:
             self.effects.append(m.ForwardToAgent(text))
             return
         if self.waiting == "click" and not isinstance(self.current, ir.Ask):
-            # A typed option label counts as the click.
+            # A typed option label counts as the click; at a menu, other text is matched.
             typed = _typed_option(self.options, text)
-            if typed is None:
+            menu = self.current
+            if typed is not None:
+                self.choose(typed)
+            elif isinstance(menu, ir.Menu) and self.intent_index() is not None:
+                self.echo(text)
+                self.match_at_menu(menu, text)
+            else:
                 raise _Refused("expected_choice", "please choose one of the options")
-            self.choose(typed)
             return
         if self.waiting not in ("text", "click"):
             raise _Refused(*_not_now(self.waiting, "text"))
@@ -536,25 +583,151 @@ class _Run:
             value: Any = _typed_option(self.options, text)
         else:
             value = step.validator.check(text[:MAX_ANSWER])
-        self.emit("text_given", flow=self.flow_name, step=step.key, valid=value is not None)
-        if value is None:
-            self.reject_answer(step)
-        else:
+        refusal = None
+        if value is not None and step.date_bounds is not None:
+            days = days_between(self.today, value)
+            refusal = step.date_bounds.refusal(days) if days is not None else None
+        valid = value is not None and refusal is None
+        self.emit("text_given", flow=self.flow_name, step=step.key, valid=valid)
+        if valid:
             self.accept_answer(step, value)
+        elif refusal is None and (other := self.flow_asked_for(text)) is not None:
+            self.route(*other, clarified=False)  # not an answer: a question about another flow
+        else:
+            self.reject_answer(step, f"invalid.date_{refusal}" if refusal else None)
+
+    # -- typed text matched to intents (flowengine.intents) --------------------------------
+    def intent_index(self) -> IntentIndex | None:
+        return self.project.intents.index_at(self.flow_name, self.key)
+
+    def intent_locale(self) -> str:
+        return served_locale(self.locale, self.project.settings.locales)
+
+    def match_at_menu(self, step: ir.Menu, text: str) -> None:
+        """Typed text at a menu: pick the option or start the flow it asks for, ask which of
+        two it means, or say it was not understood and show the menu again."""
+        index = self.intent_index()
+        assert index is not None
+        visible = {o.id for o in self.visible_options(step)}
+        scores = [
+            c
+            for c in index.scores(text, self.intent_locale())
+            if not c.intent.startswith(ir.OPTION_INTENT)
+            or c.intent.removeprefix(ir.OPTION_INTENT) in visible
+        ]
+        answer = decide(scores)  # no scores (too long, no words): no match
+        match answer:
+            case Match(intent=intent, score=score):
+                self.route(intent, score, clarified=False)
+            case Clarify(first=first, second=second):
+                self.ask_which(step, ((first.intent, first.score), (second.intent, second.score)))
+            case _:
+                self.miss(TEXTS["intents.no_match"])
+
+    def flow_asked_for(self, text: str) -> tuple[str, float] | None:
+        """At an `ask`, an answer that does not fit: the (intent, score) of another flow it
+        confidently asks for, if any (not the flow asking, nor one it was linked from)."""
+        index = self.project.intents.flows
+        if index is None:
+            return None
+        answer = index.match(text, self.intent_locale())
+        here = {self.flow_name, *(f for f, _ in self.stack)}
+        if isinstance(answer, Match) and answer.intent.removeprefix(ir.FLOW_INTENT) not in here:
+            return answer.intent, answer.score
+        return None
+
+    def route(self, intent: str, score: float, *, clarified: bool) -> None:
+        """Go where a matched intent leads: its option, or its flow (through the menu's option
+        for it when there is one, as a click on it would)."""
+        kind, _, target = intent.partition(":")
+        self.misses = 0
+        self.emit(
+            "text_matched",
+            flow=self.flow_name,
+            step=self.key,
+            target=target,
+            kind=kind,
+            score=round(score, 3),
+            clarified=clarified,
+        )
+        step = self.current
+        if kind == "option":
+            self.pick(target)
+            return
+        via = (
+            next(
+                (
+                    o.id
+                    for o in self.visible_options(step)
+                    if o.action == "flow" and o.value == target
+                ),
+                None,
+            )
+            if isinstance(step, ir.Menu)
+            else None
+        )
+        if via is not None:
+            self.pick(via)
+        else:
+            self.switch_flow(target)
+
+    def ask_which(self, step: ir.Menu, candidates: tuple[tuple[str, float], ...]) -> None:
+        """A clarifying menu: both candidates and "Something else", at the same step."""
+        shown: list[dict[str, str]] = []
+        locales: list[str] = []
+        for intent, _score in candidates:
+            label, loc = self.render(self.intent_label(step, intent))
+            shown.append({"id": intent, "label": label})
+            locales.append(loc)
+        label, loc = self.render(TEXTS["intents.something_else"])
+        shown.append({"id": m.SOMETHING_ELSE, "label": label})
+        locales.append(loc)
+        self.say(TEXTS["intents.clarify"], options=tuple(shown), label_locales=tuple(locales))
+        self.options = tuple((o["id"], o["label"]) for o in shown)
+        self.clarify = candidates
+
+    def intent_label(self, step: ir.Menu, intent: str) -> LocalText:
+        """What a candidate is called in a clarifying menu: its option's label, or its flow's
+        title (the name of the flow when it has none; `validate` refuses that, E122)."""
+        kind, _, target = intent.partition(":")
+        if kind == "option":
+            return next(o.label for o in step.options if o.id == target)
+        return self.project.intents.titles.get(target) or LocalText.of(target)
+
+    def miss(self, lead: LocalText) -> None:
+        """Typed text that matched nothing (or "Something else"): say so and show the menu
+        again; after `misses_before_person` in a row, with "Talk to a person"."""
+        step = self.current
+        assert isinstance(step, ir.Menu)
+        self.misses += 1
+        self.emit("text_unmatched", flow=self.flow_name, step=step.key)
+        self.say(lead)
+        self.show_menu(step, offer_person=self.misses >= self.project.settings.misses_before_person)
+
+    def switch_flow(self, name: str) -> None:
+        """Leave the current flow (and any that linked it) for `name`."""
+        self.emit("flow_ended", flow=self.flow_name, resolution=None)
+        self.stack.clear()
+        self.tries = 0
+        self.enter_flow(name)
 
     def accept_answer(self, step: ir.Ask, value: Any) -> None:
         self.vars[step.var] = value
+        if step.has_choices:  # what the shopper saw, for a confirmation that names it
+            self.vars[ir.label_var(step.var)] = dict(self.options).get(str(value), str(value))
         self.tries = 0
         self.follow("next")
 
-    def reject_answer(self, step: ir.Ask) -> None:
+    def reject_answer(self, step: ir.Ask, reason: str | None = None) -> None:
         self.tries += 1
         if self.tries >= step.max_tries:
             self.tries = 0
             self.cause = "no_match"
             self.follow("fail")
             return
-        if step.retry:
+        if reason is not None:  # an answer of the right form, out of bounds: say which bound
+            text = TEXTS[reason]
+        elif step.retry:
             text = step.retry[min(self.tries - 1, len(step.retry) - 1)]
         else:
             name = step.validator.name if step.validator else "one_of"
@@ -704,6 +877,7 @@ class _Run:
         self.resolution = None
         self.person = False
         self.rate = None
+        self.misses = 0
         self.emit("conversation_started", flow=self.project.settings.start)
         self.enter_flow(self.project.settings.start)
 

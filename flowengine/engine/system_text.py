@@ -44,6 +44,37 @@ _TEXTS: dict[str, dict[str, str]] = {
         "id": "Masukkan tanggal, mis. 2026-03-31.",
         "ro": "Introduceți o dată, de ex. 31.03.2026.",
     },
+    # `validate: {date: {...}}`: a date of the right form on the wrong side of a bound.
+    "invalid.date_past": {
+        "en": "That date is in the future. Please enter a date up to today, "
+        "{{ today | date('long') }}.",
+        "cs": "To datum je v budoucnosti. Zadejte prosím datum nejpozději dnešní, "
+        "{{ today | date('long') }}.",
+        "th": "วันที่นี้ยังมาไม่ถึง กรุณากรอกวันที่ไม่เกินวันนี้ ({{ today | date('long') }})",
+        "id": "Tanggal itu ada di masa depan. Masukkan tanggal paling lambat hari ini, "
+        "{{ today | date('long') }}.",
+        "ro": "Data este în viitor. Introduceți o dată cel târziu de azi, "
+        "{{ today | date('long') }}.",
+    },
+    "invalid.date_future": {
+        "en": "That date has already passed. Please enter today, "
+        "{{ today | date('long') }}, or a later date.",
+        "cs": "To datum už uplynulo. Zadejte prosím dnešní datum, "
+        "{{ today | date('long') }}, nebo pozdější.",
+        "th": "วันที่นี้ผ่านไปแล้ว กรุณากรอกวันนี้ ({{ today | date('long') }}) หรือวันที่หลังจากนี้",
+        "id": "Tanggal itu sudah lewat. Masukkan tanggal hari ini, "
+        "{{ today | date('long') }}, atau sesudahnya.",
+        "ro": "Data a trecut deja. Introduceți data de azi, "
+        "{{ today | date('long') }}, sau una ulterioară.",
+    },
+    "invalid.date_range": {
+        "en": "That date is outside the dates I can accept. Please check the day and the year.",
+        "cs": "Toto datum nemohu přijmout, je mimo povolený rozsah. Zkontrolujte prosím den a rok.",
+        "th": "วันที่นี้อยู่นอกช่วงที่รับได้ กรุณาตรวจสอบวันและปีอีกครั้ง",
+        "id": "Tanggal itu di luar rentang yang bisa saya terima. "
+        "Mohon periksa tanggal dan tahunnya.",
+        "ro": "Data este în afara intervalului acceptat. Verificați ziua și anul.",
+    },
     "invalid.text": {
         "en": "Could you tell me a little more?",
         "cs": "Můžete to prosím trochu upřesnit?",
@@ -108,6 +139,42 @@ _TEXTS: dict[str, dict[str, str]] = {
         "th": "คุณให้คะแนนการสนทนากับเจ้าหน้าที่ของเราเท่าไรคะ 1 คือแย่ 5 คือดีมาก",
         "id": "Berapa nilai Anda untuk obrolan dengan tim kami? 1 buruk, 5 sangat baik.",
         "ro": "Cum evaluați discuția cu echipa noastră? 1 înseamnă slab, 5 excelent.",
+    },
+    # Typed text at a menu (docs/flow-language.md, "Intents: shoppers who type").
+    "intents.no_match": {
+        "en": "Sorry, I did not get that.",
+        "cs": "Promiňte, tomu nerozumím.",
+        "th": "ขออภัยค่ะ ไม่เข้าใจข้อความนี้",
+        "id": "Maaf, saya tidak mengerti.",
+        "ro": "Îmi pare rău, nu am înțeles.",
+    },
+    "intents.clarify": {
+        "en": "Did you mean one of these?",
+        "cs": "Myslíte jednu z těchto možností?",
+        "th": "หมายถึงเรื่องใดเรื่องหนึ่งต่อไปนี้ใช่ไหมคะ",
+        "id": "Apakah maksud Anda salah satu dari ini?",
+        "ro": "V-ați referit la una dintre acestea?",
+    },
+    "intents.something_else": {
+        "en": "Something else",
+        "cs": "Něco jiného",
+        "th": "เรื่องอื่น",
+        "id": "Hal lain",
+        "ro": "Altceva",
+    },
+    "intents.rephrase": {
+        "en": "All right. Choose below, or tell me in other words.",
+        "cs": "Dobře. Vyberte si níže, nebo mi to napište jinými slovy.",
+        "th": "ได้ค่ะ เลือกจากด้านล่าง หรือพิมพ์บอกด้วยคำอื่นได้เลยค่ะ",
+        "id": "Baik. Pilih di bawah, atau ceritakan dengan kata lain.",
+        "ro": "Bine. Alegeți mai jos sau spuneți-mi cu alte cuvinte.",
+    },
+    "intents.person": {
+        "en": "Talk to a person",
+        "cs": "Mluvit s člověkem",
+        "th": "คุยกับเจ้าหน้าที่",
+        "id": "Bicara dengan petugas",
+        "ro": "Vorbiți cu un om",
     },
     "csat.yes": {"en": "Yes", "cs": "Ano", "th": "ใช่", "id": "Ya", "ro": "Da"},
     "csat.no": {"en": "No", "cs": "Ne", "th": "ไม่ใช่", "id": "Tidak", "ro": "Nu"},

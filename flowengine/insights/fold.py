@@ -40,6 +40,8 @@ CLOSED = "closed"  # detail: the agent
 ENTERED = "entered"  # step
 NEXT = "next"  # step: the step left; detail: the step entered
 DROPPED = "dropped"  # step: the drop-off step; detail: "session" (left) or "restart"
+MATCHED = "matched"  # step: where the shopper typed; detail: "<kind>:<target>" (flow:x, option:y)
+UNMATCHED = "unmatched"  # step: where typed text matched nothing (or "Something else")
 CSAT_FLOW = "csat_flow"  # step; detail: "yes" or "no"
 CSAT_AGENT = "csat_agent"  # step; detail: "<agent>@<score 1..5>" ("" for no agent)
 WAIT = "wait"  # histogram: seconds in the queue before a person took the chat
@@ -126,6 +128,8 @@ COUNTED = frozenset(
         "handoff_closed",
         "agent_replied",
         "csat_given",
+        "text_matched",
+        "text_unmatched",
     ]
 )
 
@@ -183,6 +187,11 @@ def _parts(event: dict[str, Any]) -> tuple[str, list[Part]]:
             parts = [(CLOSED, "", _text(event.get("agent"))), *_latency(HANDLE, event, "handled")]
         case "agent_replied":
             parts = _latency(FIRST_REPLY, event, "after")
+        case "text_matched":
+            target = f"{_text(event.get('kind'))}:{_text(event.get('target'))}"
+            parts = [(MATCHED, step, target)]
+        case "text_unmatched":
+            parts = [(UNMATCHED, step, "")]
         case _:  # csat_given
             parts = _csat(event, step)
     return day_of(at), parts

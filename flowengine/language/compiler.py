@@ -22,7 +22,7 @@ from typing import Any
 
 from ..actions.registry import ACTIONS, ActionSpec
 from . import ir
-from .diagnostics import Diagnostic, Severity, did_you_mean
+from .diagnostics import Diagnostic, Severity, closest, did_you_mean
 from .schema import is_valid
 from .source import Document, Path
 from .templates import Expression, Template, TemplateProblem, expression, template
@@ -79,6 +79,10 @@ class _Lowering:
         }
         self.ids: dict[str, Path] = {}
         self.duplicates: set[Path] = set()
+        self.texts = _texts_tables(self.data.get("texts") or {})
+        self.locales = tuple(
+            normalise_locale(x) for x in self.data.get("locales", settings.locales)
+        )
         self.pending: list[tuple[ir.Step, str, _UserTarget]] = []
 
     # -- diagnostics ---------------------------------------------------------------------
@@ -102,7 +106,8 @@ class _Lowering:
         good: dict[str, str] = {}
         for locale, source in items.items():
             try:
-                template(source).check()
+                here = path if locale == "*" else (*path, locale)
+                self.check_tables(template(source).check(), here)
                 good[locale] = source
             except TemplateProblem as exc:
                 self.error(
@@ -113,20 +118,35 @@ class _Lowering:
                 )
         return Text.of(good or "")
 
+    def check_tables(self, compiled: Template | Expression, path: Path) -> None:
+        """E113 for `translate('x')` when the flow has no `texts: {x: ...}` table."""
+        for table in sorted(compiled.tables - set(self.texts)):
+            self.error(
+                "E113",
+                f"`translate('{table}')` reads a texts table this flow does not declare",
+                path,
+                hint=did_you_mean(table, self.texts)
+                or f"declare it at the top of the flow: `texts: {{{table}: {{value: text}}}}`",
+            )
+
     def template(
         self, value: Any, path: Path, *, native: bool = False
     ) -> Template | Expression | Any:
         if not isinstance(value, str):
             return value
         try:
-            return (template_value(value) if native else template(value)).check()
+            compiled = (template_value(value) if native else template(value)).check()
+            self.check_tables(compiled, path)
+            return compiled
         except TemplateProblem as exc:
             self.error("E113", f"template error: {exc}", path, hint=exc.hint)
             return template("")
 
     def expression(self, source: str, path: Path) -> Expression | None:
         try:
-            return expression(source).check()
+            compiled = expression(source).check()
+            self.check_tables(compiled, path)
+            return compiled
         except TemplateProblem as exc:
             self.error(
                 "E113",
@@ -360,6 +380,8 @@ class _Lowering:
                 condition=self.expression(opt["if"], (*opath, "if")) if "if" in opt else None,
                 handoff=handoff,
                 path=opath,
+                values=self.set_values(opt.get("set", {}), (*opath, "set")),
+                intents=self.intents(opt.get("intents", {}), (*opath, "intents")),
             )
             step.options.append(option)
             label = f"option:{oid}"
@@ -395,7 +417,13 @@ class _Lowering:
             cpath = (*path, "choices", i)
             if isinstance(c, dict):
                 label = c.get("label", str(c["value"]))
-                step.choices.append(ir.Choice(str(c["value"]), self.text(label, (*cpath, "label"))))
+                step.choices.append(
+                    ir.Choice(
+                        str(c["value"]),
+                        self.text(label, (*cpath, "label")),
+                        self.expression(c["if"], (*cpath, "if")) if "if" in c else None,
+                    )
+                )
             else:
                 step.choices.append(ir.Choice(str(c), self.text(str(c), cpath)))
         if "choices_from" in raw:
@@ -404,8 +432,9 @@ class _Lowering:
             source = self.expression(cf["items"], (*cpath, "items"))
             label = self.template(cf["label"], (*cpath, "label"))
             value = self.template(cf["value"], (*cpath, "value"))
+            only = self.expression(cf["if"], (*cpath, "if")) if "if" in cf else None
             if source is not None and isinstance(label, Template) and isinstance(value, Template):
-                step.choices_from = ir.ChoicesFrom(source, label, value)
+                step.choices_from = ir.ChoicesFrom(source, label, value, only)
         has_choices = bool(step.choices) or "choices_from" in raw
         spec = raw.get("validate")
         vpath = (*path, "validate")
@@ -441,6 +470,9 @@ class _Lowering:
                 step.validator = BUILTIN["text"]
             else:
                 step.validator = regex_validator(spec["regex"])
+        elif "date" in spec:
+            step.validator = BUILTIN["date"]
+            step.date_bounds = self.date_bounds(spec["date"], (*vpath, "date"))
         else:
             bounds = spec["number"]
             step.validator = number_validator(bounds.get("min"), bounds.get("max"))
@@ -500,13 +532,48 @@ class _Lowering:
         return ir.If(key, path, condition=self.expression(raw["if"], (*path, "if")))
 
     def lower_set(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
-        return ir.Set(
-            key,
-            path,
-            values={
-                k: self.template(v, (*path, "set", k), native=True) for k, v in raw["set"].items()
-            },
+        return ir.Set(key, path, values=self.set_values(raw["set"], (*path, "set")))
+
+    def set_values(self, raw: dict[str, Any], path: Path) -> dict[str, Any]:
+        """A `set:` mapping (of a step or an option): each value kept typed or rendered."""
+        return {k: self.template(v, (*path, k), native=True) for k, v in raw.items()}
+
+    def intents(self, raw: Mapping[str, list[str]], path: Path) -> ir.Examples:
+        """`intents:` (of the flow or an option): examples per locale the flow is written in."""
+        out: ir.Examples = {}
+        for locale, phrases in raw.items():
+            loc = normalise_locale(locale)
+            if loc not in self.locales:
+                self.error(
+                    "E121",
+                    f"intents in '{locale}', a locale this flow is not written in",
+                    (*path, locale),
+                    key=True,
+                    hint=did_you_mean(loc, self.locales)
+                    or "the flow's locales: " + ", ".join(self.locales),
+                )
+                continue
+            out[loc] = tuple(phrases)
+        return out
+
+    def date_bounds(self, raw: dict[str, Any], path: Path) -> ir.DateBounds:
+        """`{past: true}`, `{future: true}`, `{min: -365, max: 0}` (days from today)."""
+        low = raw.get("min", 0 if raw.get("future") else None)
+        high = raw.get("max", 0 if raw.get("past") else None)
+        contradiction = (raw.get("past") and raw.get("future")) or (
+            low is not None and high is not None and low > high
         )
+        if contradiction:
+            self.error(
+                "E118",
+                "no date can pass these bounds"
+                + (f" (min {low} is after max {high})" if not raw.get("future") else ""),
+                path,
+                hint="`past: true` is up to today, `future: true` from today; "
+                "`min`/`max` are days from today (min -365, max 0: within the last year)",
+            )
+            return ir.DateBounds()
+        return ir.DateBounds(low, high)
 
     def lower_goto(self, raw: dict[str, Any], path: Path, key: str) -> ir.AnyStep:
         step = ir.Goto(key, path)
@@ -557,7 +624,9 @@ class _Lowering:
             if target.raw in ir.RESERVED_TARGETS or target.raw in self.ids:
                 step.edges[label] = target.raw
                 continue
-            step.edges[label] = ir.END
+            # Checked on as if the typo were fixed (or, with no close id, as leading to a step
+            # nobody knows), so it causes no follow-on errors (E105, E110).
+            step.edges[label] = closest(target.raw, ids) or target.raw
             if target.path in reported:  # one target can serve two edges (on_error, not_found)
                 continue
             reported.add(target.path)
@@ -583,7 +652,6 @@ class _Lowering:
                 hint=did_you_mean(start, self.ids),
             )
             start = first
-        locales = tuple(normalise_locale(x) for x in data.get("locales", self.settings.locales))
         title = self.text(data.get("title", data["flow"]), ("title",))
         canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
         version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -591,12 +659,26 @@ class _Lowering:
             name=data["flow"],
             file=self.file,
             title=title,
-            locales=locales,
+            locales=self.locales,
             start=start,
             steps=self.steps,
             source=self.src,
             version=version,
+            texts=self.texts,
+            intents=self.intents(data.get("intents", {}), ("intents",)),
+            titled="title" in data,
         )
+
+
+def _texts_tables(raw: Mapping[str, Any]) -> dict[str, dict[str, dict[str, str]]]:
+    """`texts:` -> table -> value -> locale -> text (a plain string: the same in every locale)."""
+
+    def by_locale(text: str | Mapping[str, str]) -> dict[str, str]:
+        if isinstance(text, str):
+            return {"*": text}
+        return {normalise_locale(k): text[k] for k in text}
+
+    return {table: {str(v): by_locale(t) for v, t in rows.items()} for table, rows in raw.items()}
 
 
 def compile_flow(

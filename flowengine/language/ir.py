@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..intents import IntentIndex, build_index
 from .source import Path, SourceMap
 from .templates import Expression, Template
 from .text import Text
@@ -20,6 +21,9 @@ from .validators import Validator
 END = "end"
 HANDOFF = "handoff"
 RESERVED_TARGETS = frozenset({END, HANDOFF})
+
+# `intents:` of a flow or a menu option: locale -> example phrases a shopper might type.
+Examples = dict[str, tuple[str, ...]]
 
 
 def names_of(values: Iterator[Any] | Any) -> frozenset[str]:
@@ -78,6 +82,8 @@ class Option:
     condition: Expression | None = None
     handoff: HandoffSpec | None = None
     path: Path = ()
+    values: dict[str, Template | Expression | Any] = field(default_factory=dict)  # `set:`
+    intents: Examples = field(default_factory=dict)  # typed text like these picks the option
 
 
 @dataclass(eq=False, slots=True)
@@ -89,10 +95,14 @@ class Menu(Step):
     def reads(self) -> frozenset[str]:
         names = set(self.text.names)
         for o in self.options:
-            names |= o.label.names
+            names |= o.label.names | names_of(o.values.values())
             if o.condition is not None:
                 names |= o.condition.names
         return frozenset(names)
+
+    def assigns(self, label: str) -> frozenset[str]:
+        option = next((o for o in self.options if f"option:{o.id}" == label), None)
+        return frozenset(option.values) if option is not None else frozenset()
 
     @property
     def waits(self) -> bool:
@@ -103,6 +113,7 @@ class Menu(Step):
 class Choice:
     value: str
     label: Text
+    condition: Expression | None = None  # `if:`: offered only when it holds
 
 
 @dataclass(eq=False, slots=True)
@@ -110,6 +121,40 @@ class ChoicesFrom:
     items: Expression
     label: Template
     value: Template
+    condition: Expression | None = None  # `if:`, read with `item` set to each item
+
+    @property
+    def names(self) -> frozenset[str]:
+        """What it reads besides `item`."""
+        names = self.items.names | self.label.names | self.value.names
+        if self.condition is not None:
+            names |= self.condition.names
+        return names - {ITEM}
+
+
+ITEM = "item"  # the variable `choices_from.label`, `.value` and `.if` read each item as
+
+
+@dataclass(frozen=True, slots=True)
+class DateBounds:
+    """`validate: {date: {past: true}}`: the days from today an answer may be (None: no bound)."""
+
+    min_days: int | None = None
+    max_days: int | None = None
+
+    def refusal(self, days_from_today: int) -> str | None:
+        """`past`, `future` or `range` when the answer is out of bounds; None when it is in."""
+        low, high = self.min_days, self.max_days
+        if low is not None and days_from_today < low:
+            return "future" if low == 0 else "range"  # "from today on", or a window
+        if high is not None and days_from_today > high:
+            return "past" if high == 0 else "range"  # "up to today", or a window
+        return None
+
+
+def label_var(var: str) -> str:
+    """Where an `ask` with choices keeps the label the shopper saw for their answer."""
+    return f"{var}_label"
 
 
 @dataclass(eq=False, slots=True)
@@ -121,6 +166,7 @@ class Ask(Step):
     choices_from: ChoicesFrom | None = None
     retry: list[Text] = field(default_factory=list)
     max_tries: int = 3
+    date_bounds: DateBounds | None = None  # `validate: {date: {...}}`
     kind = "ask"
 
     def reads(self) -> frozenset[str]:
@@ -129,12 +175,22 @@ class Ask(Step):
             names |= t.names
         for c in self.choices:
             names |= c.label.names
+            if c.condition is not None:
+                names |= c.condition.names
         if self.choices_from is not None:
-            names |= self.choices_from.items.names
+            names |= self.choices_from.names
         return frozenset(names)
 
+    @property
+    def has_choices(self) -> bool:
+        return bool(self.choices) or self.choices_from is not None
+
     def assigns(self, label: str) -> frozenset[str]:
-        return frozenset({self.var}) if label == "next" else frozenset()
+        if label != "next":
+            return frozenset()
+        if self.has_choices:
+            return frozenset({self.var, label_var(self.var)})
+        return frozenset({self.var})
 
     @property
     def waits(self) -> bool:
@@ -292,6 +348,10 @@ class Flow:
     steps: dict[str, AnyStep]
     source: SourceMap
     version: str
+    # `texts:` tables for the `translate` filter: name -> value -> locale -> text.
+    texts: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    intents: Examples = field(default_factory=dict)  # typed text like these starts the flow
+    titled: bool = False  # `title:` was written (else `title` is the flow's name)
 
     @property
     def default_locale(self) -> str:
@@ -369,6 +429,7 @@ class ProjectSettings:
     on_offline: str | None = None  # a flow to run when no agent is available
     on_timeout: str | None = None
     handoff_csat: bool = False  # ask the shopper 1-5 about the person after an agent closes
+    misses_before_person: int = 2  # unmatched texts in a row before "talk to a person" is offered
 
 
 @dataclass(eq=False, slots=True)
@@ -379,7 +440,57 @@ class Project:
     settings: ProjectSettings
     version: str
     actions: dict[str, DeclaredAction] = field(default_factory=dict)  # from flowengine.yaml
+    intents: Intents = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Built once, with the project: matching a typed text is then a lookup and a dot product.
+        self.intents = Intents.of(self)
 
     @property
     def start(self) -> Flow:
         return self.flows[self.settings.start]
+
+
+# -- typed text: what the intent matcher can route to ------------------------------------------
+
+FLOW_INTENT = "flow:"  # intent ids in an index: `flow:<flow name>` or `option:<option id>`
+OPTION_INTENT = "option:"
+
+
+@dataclass(eq=False, slots=True)
+class Intents:
+    """The project's intent indexes: every flow's `intents:` in one, and for each menu with
+    option intents one more that holds its options beside every flow (so their scores compare).
+    Intent ids are `flow:<name>` and `option:<id>`."""
+
+    flows: IntentIndex | None  # None: no flow has intents
+    menus: dict[tuple[str, str], IntentIndex]  # (flow, menu step key) -> options and flows
+    titles: dict[str, Text]  # flow -> its name in a clarifying menu (absent: it has none)
+
+    @classmethod
+    def of(cls, project: Project) -> Intents:
+        flows = {f"{FLOW_INTENT}{n}": f.intents for n, f in project.flows.items() if f.intents}
+        menus: dict[tuple[str, str], IntentIndex] = {}
+        for name, flow in project.flows.items():
+            for step in flow.steps.values():
+                if isinstance(step, Menu) and any(o.intents for o in step.options):
+                    own = {f"{OPTION_INTENT}{o.id}": o.intents for o in step.options if o.intents}
+                    menus[(name, step.key)] = build_index({**own, **flows})
+        return cls(build_index(flows) if flows else None, menus, _titles(project))
+
+    def index_at(self, flow: str, step: str) -> IntentIndex | None:
+        """The index typed text is matched against at a step."""
+        return self.menus.get((flow, step), self.flows)
+
+
+def _titles(project: Project) -> dict[str, Text]:
+    """A flow's name for shoppers: its `title:`, else the label of the start flow's menu option
+    that leads to it."""
+    titles = {name: flow.title for name, flow in project.flows.items() if flow.titled}
+    start = project.flows.get(project.settings.start)
+    for step in start.steps.values() if start is not None else ():
+        if isinstance(step, Menu):
+            for o in step.options:
+                if o.action == "flow" and o.value is not None:
+                    titles.setdefault(o.value, o.label)
+    return titles

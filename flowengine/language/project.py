@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,10 @@ from .schema import check_schema
 from .source import Document, load_document
 
 PROJECT_FILE = "flowengine.yaml"
+# A flow's name as written on its own line, read from a file that is not valid YAML.
+_FLOW_NAME = re.compile(
+    r"""^flow:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*(?:#.*)?$""", re.M
+)
 
 
 @dataclass
@@ -126,6 +131,9 @@ def _settings(
             on_offline=handoff.get("on_offline"),
             on_timeout=handoff.get("on_timeout"),
             handoff_csat=bool(handoff.get("csat", default.handoff_csat)),
+            misses_before_person=data.get("intents", {}).get(
+                "misses_before_person", default.misses_before_person
+            ),
         ),
         doc,
         doc,
@@ -180,18 +188,27 @@ def compile_sources(
         actions = {**actions, **specs}
     flows: dict[str, ir.Flow] = {}
     docs: dict[str, Document] = {}
+    # Flows that failed their own checks: still known by name, so what links to them reports
+    # no follow-on errors (checks.py).
+    broken: set[str] = set()
     for name, text in texts.items():
         doc = _parse(name, text, result)
         if doc is None:
+            if (m := _FLOW_NAME.search(text)) is not None:  # a YAML error: its name, as written
+                broken.add(m["name"])
             continue
         schema_problems = check_schema(doc.data, doc.source)
         result.diagnostics.extend(schema_problems)
         if schema_problems:
+            if isinstance(doc.data.get("flow"), str):
+                broken.add(doc.data["flow"])
             continue
         flow, problems = compile_flow(doc, settings, actions)
         result.diagnostics.extend(problems)
         if flow is None:
             continue
+        if any(d.is_error for d in problems):
+            broken.add(flow.name)
         if flow.name in flows:
             first = flows[flow.name]
             result.diagnostics.append(
@@ -218,13 +235,16 @@ def compile_sources(
         + (json.dumps(declarations, sort_keys=True, default=str).encode() if declarations else b"")
     ).hexdigest()[:12]
     project = ir.Project(flows, settings, version, declared)
+    known_broken = frozenset(broken)
     for flow in flows.values():
         for check in checks.FLOW_CHECKS:
-            result.diagnostics.extend(check(flow, project))
-        result.diagnostics.extend(checks.check_translations(flow, project, docs[flow.name]))
+            result.diagnostics.extend(check(flow, project, known_broken))
+        for document_check in checks.DOCUMENT_CHECKS:
+            result.diagnostics.extend(document_check(flow, project, docs[flow.name]))
     result.diagnostics.extend(checks.check_busy_loops(project))
+    result.diagnostics.extend(checks.check_intents(project))
     if settings_doc is not None:
-        result.diagnostics.extend(_check_settings(settings, project, settings_doc))
+        result.diagnostics.extend(_check_settings(settings, project, settings_doc, known_broken))
     result.diagnostics.sort(key=sort_key)
     if texts or flows:
         result.project = project
@@ -232,16 +252,16 @@ def compile_sources(
 
 
 def _check_settings(
-    settings: ir.ProjectSettings, project: ir.Project, doc: Document
+    settings: ir.ProjectSettings, project: ir.Project, doc: Document, broken: frozenset[str]
 ) -> Iterable[Diagnostic]:
-    """E117: the project's start or fallback flow does not exist."""
+    """E117: the project's start or fallback flow does not exist (a broken one exists)."""
     wanted = [
         (("start",), settings.start),
         (("handoff", "on_offline"), settings.on_offline),
         (("handoff", "on_timeout"), settings.on_timeout),
     ]
     for path, flow in wanted:
-        if flow is not None and flow not in project.flows:
+        if flow is not None and flow not in project.flows and flow not in broken:
             name = ".".join(path)
             yield Diagnostic(
                 "E117",

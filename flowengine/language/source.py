@@ -82,6 +82,17 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
             if exc.context:
                 problem = f"{problem} ({exc.context})"
         pos = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+        tab = _indenting_tab(lines, pos.line)
+        if tab is not None:  # PyYAML names it "a character that cannot start any token"
+            return None, [
+                Diagnostic(
+                    "E001",
+                    "tab character in indentation; YAML uses spaces",
+                    file,
+                    tab,
+                    hint="replace the tab with spaces (set your editor to indent with spaces)",
+                )
+            ]
         return None, [
             Diagnostic(
                 "E001",
@@ -166,6 +177,13 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Diagnosti
             )
         ]
     return Document(data, smap), problems
+
+
+def _indenting_tab(lines: list[str], number: int) -> Position | None:
+    """The tab in the indentation of line `number` (where YAML gave up), if there is one."""
+    line = lines[number - 1] if 1 <= number <= len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    return Position(number, indent.index("\t") + 1) if "\t" in indent else None
 
 
 def _syntax_hint(problem: str) -> str | None:

@@ -21,11 +21,21 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, meta, nodes, pass_environment, pass_eval_context
+from jinja2 import (
+    ChainableUndefined,
+    meta,
+    nodes,
+    pass_context,
+    pass_environment,
+    pass_eval_context,
+)
 from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.filters import FILTERS
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+
+from . import formatting
 
 # The limits (docs/flow-language.md, "Limits in templates"). The largest shipped message is under
 # 600 bytes; 4,000 characters of Thai are 12 KB, which still fits the widget's 16 KiB frames.
@@ -100,6 +110,25 @@ SAFE_METHODS = frozenset(
         "isalpha",
     }
 )
+# The locale filters (docs/flow-language.md, "Formatting for the shopper"): what each accepts,
+# checked when a flow is loaded. Positional arguments: (least, most); keywords: the names allowed.
+LOCALE_FILTERS: dict[str, tuple[tuple[int, int], frozenset[str]]] = {
+    "money": ((1, 1), frozenset({"cents"})),
+    "number": ((0, 1), frozenset({"decimals"})),
+    "date": ((0, 1), frozenset({"format"})),
+    "plural": ((0, 0), frozenset(formatting.PLURAL_CATEGORIES)),
+    "days_since": ((0, 0), frozenset()),
+    "days_until": ((0, 0), frozenset()),
+    "add_days": ((1, 1), frozenset()),
+    "translate": ((1, 1), frozenset()),
+}
+# What the engine puts in every render besides the flow's variables. `today` is a variable
+# authors read; the `@` keys cannot be written in a template, so only the filters see them.
+TODAY = "today"
+CHAIN = "@chain"  # the locales of the text being rendered, best first
+TABLES = "@texts"  # the flow's `texts:` tables: name -> value -> locale -> text
+OTHER_VALUES = "*"  # the `texts:` entry for every value a table does not name
+ALL_FILTERS = SAFE_FILTERS | frozenset(LOCALE_FILTERS)
 # Statements allowed in text: conditionals only. Loops and macros could run unbounded.
 SAFE_STATEMENTS = (nodes.Output, nodes.If, nodes.TemplateData)
 
@@ -111,6 +140,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         super().__init__(**kwargs)
         self.filters = {k: v for k, v in self.filters.items() if k in SAFE_FILTERS}
         self.filters.update(join=_join, sum=_sum)
+        self.filters.update(
+            money=_money,
+            number=_number,
+            date=_date,
+            plural=_plural,
+            days_since=_days_since,
+            days_until=_days_until,
+            add_days=_add_days,
+            translate=_translate,
+        )
         self.tests = dict(self.tests)
         self.globals = {}  # no range, lipsum, cycler, joiner, namespace, dict
 
@@ -287,6 +326,62 @@ def _sum(
     return FILTERS["sum"](environment, iterable, attribute, start)
 
 
+def _chain(context: Context) -> tuple[str, ...]:
+    chain = context.get(CHAIN)
+    return chain if isinstance(chain, tuple) else ()
+
+
+@pass_context
+def _money(context: Context, value: Any, currency: Any = None, cents: Any = True) -> Any:
+    return formatting.money(value, currency, _chain(context), cents=cents is not False)
+
+
+@pass_context
+def _number(context: Context, value: Any, decimals: Any = None) -> Any:
+    places = decimals if isinstance(decimals, int) and 0 <= decimals <= 6 else None
+    return formatting.number(value, places, _chain(context))
+
+
+@pass_context
+def _date(context: Context, value: Any, format: str = "medium") -> Any:
+    form = format if format in formatting.DATE_FORMATS else "medium"
+    return formatting.format_day(value, form, _chain(context))
+
+
+@pass_context
+def _plural(context: Context, value: Any, **forms: Any) -> Any:
+    return formatting.plural(value, forms, _chain(context))
+
+
+@pass_context
+def _days_since(context: Context, value: Any) -> int | None:
+    return formatting.days_between(value, context.get(TODAY))
+
+
+@pass_context
+def _days_until(context: Context, value: Any) -> int | None:
+    return formatting.days_between(context.get(TODAY), value)
+
+
+def _add_days(value: Any, days: Any) -> Any:
+    return formatting.add_days(value, days)
+
+
+@pass_context
+def _translate(context: Context, value: Any, table: str) -> Any:
+    """The flow's text for `value` in `texts: {table: ...}`, in the locale being rendered: its
+    own entry, else the table's `"*"` entry (any other value), else the value itself."""
+    tables = context.get(TABLES)
+    rows = tables.get(table, {}) if isinstance(tables, Mapping) else {}
+    entry = rows.get(str(value)) or rows.get(OTHER_VALUES)
+    if not entry:
+        return value
+    for loc in _chain(context):
+        if loc in entry:
+            return entry[loc]
+    return next(iter(entry.values()))
+
+
 def _small_power(left: Any, right: Any) -> bool:
     if not isinstance(left, int | float) or not isinstance(right, int | float):
         return False
@@ -333,7 +428,8 @@ LIMITS_HINT = (
 
 
 def _root_names(ast: nodes.Template) -> set[str]:
-    return set(meta.find_undeclared_variables(ast))
+    # `today` is set by the engine for every render, never by a flow.
+    return set(meta.find_undeclared_variables(ast)) - {TODAY}
 
 
 def _check_statements(ast: nodes.Template) -> None:
@@ -367,7 +463,99 @@ _RUN_ERRORS = (
 def _load_problem(ast: nodes.Template) -> TemplateProblem | None:
     """What `validate` refuses in a template that compiles: a call of a method the sandbox never
     allows, or a bound that trips on constants alone (`{{ '%0300000000d' % 1 }}`)."""
-    return _method_problem(ast) or _constant_problem(ast)
+    return _method_problem(ast) or _filter_problem(ast) or _constant_problem(ast)
+
+
+def _filter_problem(ast: nodes.Template) -> TemplateProblem | None:
+    """A locale filter called with arguments it does not take (`money` without a currency,
+    `plural(one=...)` without `other`, `date('longest')`) could never format right: say so."""
+    for f in ast.find_all(nodes.Filter):
+        if f.name not in LOCALE_FILTERS:
+            continue
+        (least, most), keywords = LOCALE_FILTERS[f.name]
+        usage = _FILTER_USAGE[f.name]
+        given = len(f.args)
+        unknown = [k.key for k in f.kwargs if k.key not in keywords]
+        if f.dyn_args is not None or f.dyn_kwargs is not None or unknown:
+            what = f"unknown argument '{unknown[0]}'" if unknown else "`*` or `**` arguments"
+            return TemplateProblem(f"filter '{f.name}': {what}", f.lineno, hint=usage)
+        if not least <= given <= most:
+            return TemplateProblem(
+                f"filter '{f.name}' takes {_arguments(least, most)}, not {given}",
+                f.lineno,
+                hint=usage,
+            )
+        problem = _filter_arguments(f)
+        if problem:
+            return TemplateProblem(f"filter '{f.name}': {problem}", f.lineno, hint=usage)
+    return None
+
+
+_FILTER_USAGE = {
+    "money": "write `{{ order.total | money(order.currency) }}` (or `money('EUR')`; "
+    "`money('EUR', cents=false)` writes a whole amount without cents)",
+    "number": "write `{{ n | number }}` or `{{ n | number(2) }}` (0 to 6 decimals)",
+    "date": "write `{{ d | date }}` or `{{ d | date('long') }}`; formats: "
+    + ", ".join(formatting.DATE_FORMATS),
+    "plural": "write `{{ n | plural(one='item', other='items') }}`; forms: "
+    + ", ".join(formatting.PLURAL_CATEGORIES)
+    + " (`other` is required)",
+    "days_since": "write `{{ order.placed_at | days_since }}`",
+    "days_until": "write `{{ order.eta | days_until }}`",
+    "add_days": "write `{{ today | add_days(30) }}`",
+    "translate": "write `{{ order.status | translate('status') }}` with a `texts: {status: ...}` "
+    "table in the flow",
+}
+
+
+def _arguments(least: int, most: int) -> str:
+    if most == 0:
+        return "no arguments in parentheses"
+    if least == most:
+        return f"{least} argument" + ("s" if least > 1 else "")
+    return f"{least} to {most} arguments"
+
+
+def _constant(node: nodes.Expr) -> Any:
+    """The value of a literal argument, or `_Dynamic` for one computed at run time."""
+    return node.value if isinstance(node, nodes.Const) else _Dynamic
+
+
+class _Dynamic:
+    """Marks an argument computed at run time (checked then, not at load)."""
+
+
+def _filter_arguments(f: nodes.Filter) -> str | None:
+    """What is wrong with the literal arguments of a locale filter, if anything."""
+    first = _constant(f.args[0]) if f.args else None
+    keywords: dict[str, Any] = {str(k.key): _constant(k.value) for k in f.kwargs}
+    if f.name == "date":
+        form = keywords.get("format", first)
+        if form is not None and form is not _Dynamic and form not in formatting.DATE_FORMATS:
+            return f"unknown format {form!r}"
+    elif f.name == "number":
+        places = keywords.get("decimals", first)
+        bad = not isinstance(places, int) or isinstance(places, bool) or not 0 <= places <= 6
+        if places is not None and places is not _Dynamic and bad:
+            return f"decimals must be a whole number from 0 to 6, not {places!r}"
+    elif f.name == "plural":
+        if "other" not in keywords:
+            return "`other` is required (the form for every count no other form covers)"
+    elif f.name == "translate":
+        if not isinstance(first, str) or not first:
+            return "the table must be written as a name in quotes, e.g. translate('status')"
+    elif f.name == "money" and isinstance(first, str) and not re.fullmatch(r"[A-Za-z]{3}", first):
+        return f"{first!r} is not a currency code (ISO 4217, e.g. 'EUR')"
+    return None
+
+
+def tables_of(ast: nodes.Node) -> frozenset[str]:
+    """The `texts:` tables a template or expression reads with `translate('...')`."""
+    return frozenset(
+        f.args[0].value
+        for f in ast.find_all(nodes.Filter)
+        if f.name == "translate" and f.args and isinstance(f.args[0], nodes.Const)
+    )
 
 
 def _method_problem(ast: nodes.Template) -> TemplateProblem | None:
@@ -410,7 +598,7 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
     message = exc.message or "invalid template"
     # Jinja reports unknown filters as syntax errors at compile time; say which are allowed.
     if "No filter named" in message:
-        message += " (allowed filters: " + ", ".join(sorted(SAFE_FILTERS)) + ")"
+        message += " (allowed filters: " + ", ".join(sorted(ALL_FILTERS)) + ")"
     return message
 
 
@@ -422,7 +610,7 @@ class Template:
     never raises: what trips a bound at run time renders as nothing.
     """
 
-    __slots__ = ("_ast", "_markup", "_problem", "_render", "names", "source")
+    __slots__ = ("_ast", "_markup", "_problem", "_render", "names", "source", "tables")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -430,6 +618,7 @@ class Template:
         self._problem: TemplateProblem | None = None
         if "{{" not in source and "{%" not in source:
             self.names: frozenset[str] = frozenset()
+            self.tables: frozenset[str] = frozenset()
             self._render: Callable[[Mapping[str, Any]], str] | None = None
             return
         try:
@@ -440,6 +629,7 @@ class Template:
             raise TemplateProblem(_syntax_message(exc), exc.lineno) from None
         self._problem = _load_problem(self._ast)
         self.names = frozenset(_root_names(self._ast))
+        self.tables = tables_of(self._ast)
         self._render = compiled.render
 
     def check(self) -> Template:
@@ -498,7 +688,7 @@ class Expression:
     (`order is defined and ...`), which the unset-variable check uses on the `then` branch.
     """
 
-    __slots__ = ("_eval", "_problem", "names", "proves", "source")
+    __slots__ = ("_eval", "_problem", "names", "proves", "source", "tables")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -514,6 +704,7 @@ class Expression:
         # A read guarded by `x is defined and ...` is safe: `and` stops before it.
         self.names = frozenset(_root_names(ast) - only_tested - proves)
         self.proves = frozenset(proves)
+        self.tables = tables_of(ast)
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         try:

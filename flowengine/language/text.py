@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .templates import Template, template
+from .templates import CHAIN, Template, template
 
 
 def normalise_locale(locale: str) -> str:
@@ -72,6 +72,11 @@ class Text:
     def render(
         self, chain: tuple[str, ...], variables: Mapping[str, Any], *, markup: bool = False
     ) -> tuple[str, str]:
-        """The text for the first locale of `chain` and that locale (`markup`: see Template)."""
+        """The text for the first locale of `chain` and that locale (`markup`: see Template).
+        Money, numbers and dates in it are formatted for that locale: a Czech text that fell
+        back to English writes `€25.00`, as the English around it does."""
         t, loc = self.pick(chain)
+        shown = chain if loc == "*" or chain[:1] == (loc,) else (loc, *chain)
+        if variables.get(CHAIN) != shown:
+            variables = {**variables, CHAIN: shown}
         return t.render(variables, markup=markup), loc

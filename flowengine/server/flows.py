@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..language import ir, load_project
+from ..language.checks import missing_translations
 from ..language.project import PROJECT_FILE, compile_sources
 from ..store import Store
 
 log = logging.getLogger("flowengine.flows")
 
 CACHE_SIZE = 16
+SHOWN_STEPS = 5  # step ids named per missing-translation line
 TOUCH_EVERY = 60.0
 
 
@@ -53,6 +55,7 @@ class FlowRegistry:
         self.current = project
         self._remember(project)
         self._mtimes = self._scan()
+        log_missing_translations(project)
         return project
 
     async def publish(self, *, unless_recent: bool = False) -> None:
@@ -126,3 +129,19 @@ class FlowRegistry:
             if self._scan() != self._mtimes:
                 self._mtimes = self._scan()
                 await self.reload()
+
+
+def log_missing_translations(project: ir.Project) -> None:
+    """One warning per flow and locale whose texts lack that locale (shoppers reading it get
+    the default locale's text there): at start and at each reload."""
+    for (flow, locale), steps in missing_translations(project).items():
+        shown = ", ".join(steps[:SHOWN_STEPS]) + (", ..." if len(steps) > SHOWN_STEPS else "")
+        log.warning(
+            "flow %s: %d step(s) without a '%s' translation (%s); shoppers reading %s see "
+            "the default locale there",
+            flow,
+            len(steps),
+            locale,
+            shown,
+            locale,
+        )

@@ -274,9 +274,12 @@ class SessionService:
             except StoreUnavailable:
                 return
             state = m.State.from_json(record.state) if record is not None else None
-            if state is not None and state.waiting == "agent":
-                if state.handoff is None or state.handoff.assigned:
-                    return
+            if (
+                state is not None
+                and state.waiting == "agent"
+                and (state.handoff is None or state.handoff.assigned)
+            ):
+                return
         if state is None or state.waiting == "ended":
             return
         locales = self.flows.current.settings.locales if self.flows.current else ("en",)

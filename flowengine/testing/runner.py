@@ -23,7 +23,12 @@
         steps: [...]
 
 A test never calls the API of an action declared in flowengine.yaml: it says what it answers
-(`action_results`, `failing_actions`), and a call nobody answered fails the test.
+(`action_results`, `failing_actions`), and a call nobody answered fails the test. An answer the
+action can never give (`not_found` from one without that exit) is refused before any test runs:
+it would take the error exit and pass by accident.
+
+A `text` expectation is checked in every locale a test runs in: a map by the locale's entry (a
+map without it fails), a string as the flow's default-locale text.
 
 Run in every locale, a test also fails when a message falls back to another locale's text, so
 the shipped translations are checked as much as the logic. Transition coverage is reported per
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,9 +52,12 @@ from ..actions.registry import ACTIONS as BUILTIN_ACTIONS
 from ..conversation import Conversation, Turn
 from ..engine import model as m
 from ..language import ir, load_project
+from ..language.compiler import declared_spec
 from ..language.diagnostics import Diagnostic, did_you_mean
 from ..language.schema import check_schema
 from ..language.source import load_document
+from ..language.text import fallback_chain, normalise_locale
+from ..language.validators import BUILTIN
 
 ACTIONS = ("click", "type", "person", "restart", "agent")
 
@@ -147,6 +155,17 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
                 )
         if unknown:
             continue
+        impossible = list(_impossible_answers(t.get("action_results", {}), project))
+        for action, index, wrong, message, hint in impossible:
+            where = ("tests", i, "action_results", action, *(() if index is None else (index,)))
+            at = (
+                doc.source.key((*where, *wrong))
+                if len(wrong) > 1
+                else doc.source.value((*where, *wrong))
+            )
+            problems.append(Diagnostic("E012", message, name, at, hint=hint))
+        if impossible:
+            continue
         results = {
             action: [
                 Answer(a["outcome"], a.get("data")) for a in (r if isinstance(r, list) else [r])
@@ -180,6 +199,51 @@ def load_tests(path: Path, project: ir.Project) -> tuple[list[TestCase], list[Di
     return cases, problems
 
 
+def _impossible_answers(
+    results: dict[str, Any], project: ir.Project
+) -> Iterator[tuple[str, int | None, tuple[str, ...], str, str]]:
+    """Scripted answers the action can never give: (action, index in its list, the key that is
+    wrong, message, hint).
+    A `not_found` of an action without one would silently take the error exit instead."""
+    for action, given in results.items():
+        declared = project.actions.get(action)
+        spec = BUILTIN_ACTIONS.get(action) or (declared_spec(declared) if declared else None)
+        if spec is None:
+            continue
+        for j, answer in enumerate(given if isinstance(given, list) else [given]):
+            index = j if isinstance(given, list) else None
+            outcome = answer["outcome"]
+            if outcome == "not_found" and not spec.has_not_found:
+                yield (
+                    action,
+                    index,
+                    ("outcome",),
+                    f"'{action}' never answers not_found",
+                    "a missing record is an error for this action: write `outcome: error`"
+                    if declared is None
+                    else f"declare its not_found statuses: `actions.{action}.answer.not_found`",
+                )
+            elif outcome == "throttled" and not spec.verifies:
+                yield (
+                    action,
+                    index,
+                    ("outcome",),
+                    f"'{action}' is never throttled",
+                    "only order checks (a number with an email) are throttled",
+                )
+            data = answer.get("data")
+            if declared is not None and outcome == "ok" and isinstance(data, dict):
+                for key in sorted(set(data) - set(declared.keep)):
+                    yield (
+                        action,
+                        index,
+                        ("data", key),
+                        f"'{action}' keeps no field '{key}'",
+                        did_you_mean(key, declared.keep)
+                        or "it keeps: " + (", ".join(sorted(declared.keep)) or "nothing"),
+                    )
+
+
 def _lookup(data: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if isinstance(data, dict) and part in data:
@@ -194,8 +258,18 @@ def _lookup(data: Any, dotted: str) -> Any:
 _MISSING = object()
 
 
+def expected_text(want: str | dict[str, str], locale: str, default: bool) -> str | None:
+    """What a `text` expectation asks for in `locale`: a string where the flow's `default`
+    locale's text is checked; from a map, the entry for the locale or its language (`cs` for
+    `cs-CZ`). None when a map has neither (reported: it would check nothing)."""
+    if isinstance(want, str):
+        return want if default else ""
+    by_locale = {normalise_locale(k): v for k, v in want.items()}
+    return next((by_locale[c] for c in fallback_chain(locale, "") if c in by_locale), None)
+
+
 def _check(
-    expect: dict[str, Any], turn: Turn, conv: Conversation, locale: str, default_locale: str
+    expect: dict[str, Any], turn: Turn, conv: Conversation, locale: str, default: bool
 ) -> list[str]:
     state = conv.state
     assert state is not None
@@ -203,15 +277,13 @@ def _check(
     last = shown[-1] if shown else None
     problems = []
     if "text" in expect:
-        want = expect["text"]
-        needle = (
-            want.get(locale)
-            if isinstance(want, dict)
-            else (want if locale == default_locale else None)
-        )
-        if needle is not None and not any(
-            needle.casefold() in msg.text.casefold() for msg in shown
-        ):
+        needle = expected_text(expect["text"], locale, default)
+        if needle is None:  # a map that leaves this locale out would check nothing
+            problems.append(
+                f"expect.text has no text for locale '{locale}' (the test runs in it): "
+                f"add {locale.split('-')[0]}: ... to the map"
+            )
+        elif needle and not any(needle.casefold() in msg.text.casefold() for msg in shown):
             got = " | ".join(msg.text for msg in shown) or "(no message)"
             problems.append(f"expected a message containing {needle!r}; got: {got}")
     if "options" in expect:
@@ -299,10 +371,22 @@ async def run_case(
     for index, (item, line) in enumerate(zip(case.steps, case.step_lines, strict=True)):
         assert conv.state is not None
         if "expect" in item:
+            # A string is the default locale's text; in a test that never runs in the default
+            # locale (`locales: [cs]`) it is the text of the locales the test runs in.
             default = project.flows[conv.state.flow].default_locale if conv.state.flow else locale
-            for p in _check(item["expect"], turn, conv, locale, default):
+            as_default = locale == default or default not in case.locales
+            for p in _check(item["expect"], turn, conv, locale, as_default):
                 outcome.failures.append(f"line {line}: {p}")
             continue
+        if isinstance(item.get("type"), dict):  # typed text per locale, as `expect.text`
+            typed = expected_text(item["type"], locale, False)
+            if typed is None:
+                outcome.failures.append(
+                    f"line {line}: type has no text for locale '{locale}' (the test runs in "
+                    f"it): add {locale.split('-')[0]}: ... to the map"
+                )
+                break
+            item = {"type": typed}
         turn = await conv.send(_event(item, conv.state))
         record(turn, conv, locale, report, outcome, f"line {line}")
         if turn.error is not None and not _expects_error(case, index):
@@ -338,9 +422,20 @@ def record(
             )
 
 
+def _can_fail(step: ir.Ask) -> bool:
+    """Can an answer to this ask be refused? Not with `validate: text` and no choices: the
+    engine refuses a blank message before it is an answer, and any other text is one."""
+    return step.validator is not BUILTIN["text"] or bool(step.choices) or bool(step.choices_from)
+
+
 def transitions(flow: ir.Flow) -> set[tuple[str, str]]:
-    """Every edge a test can walk: graph edges plus menu options that leave the flow."""
-    out = {(s.key, label) for s, label, _ in flow.edges()}
+    """Every edge a test can walk: graph edges (not the fail exit of an ask no answer can
+    fail) plus menu options that leave the flow."""
+    out = {
+        (s.key, label)
+        for s, label, _ in flow.edges()
+        if not (isinstance(s, ir.Ask) and label == "fail" and not _can_fail(s))
+    }
     for s in flow.steps.values():
         if isinstance(s, ir.Menu):
             out |= {(s.key, f"option:{o.id}") for o in s.options if o.action in ("flow", "url")}
