@@ -23,6 +23,7 @@ log = logging.getLogger("flowengine.insights")
 
 BATCH = 2000  # log entries per store call (one transaction, one script)
 PRUNE_EVERY = 3600.0  # seconds between prunes of days past the retention
+FORGET_EVERY = 60.0  # seconds between trims of the log's folded events older than a session
 
 
 class Consumer:
@@ -57,6 +58,7 @@ class Consumer:
         self.keep_log = keep_log
         self._folded: list[Increments] = []  # of the store call under way
         self._next_prune = 0.0
+        self._next_forget = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def oldest_day(self) -> str:
@@ -90,7 +92,10 @@ class Consumer:
                 break
             total += taken
         self.consumed += total
-        await self.store.forget_log(self.clock() - self.keep_log)
+        now = self.clock()
+        if total and now >= self._next_forget:  # off the every-second round: 3 commands on Redis
+            self._next_forget = now + FORGET_EVERY
+            await self.store.forget_log(now - self.keep_log)
         await self.prune()
         return total
 
