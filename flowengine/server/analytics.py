@@ -19,6 +19,8 @@ from ..store import Store
 
 log = logging.getLogger("flowengine.analytics")
 
+STOP_WAIT = 5.0  # seconds a stop waits for the write under way
+
 
 def abandoned(state: m.State, at: float, locales: Sequence[str]) -> dict[str, Any]:
     """`session_abandoned` (docs/events.md): the last shopper socket left mid-conversation."""
@@ -94,7 +96,14 @@ class Analytics:
     async def stop(self) -> None:
         """Write what is left and end: the loop's last flush, never cut in the middle."""
         self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # Bounded: a store that does not answer cannot hold a shutdown up (the write under
+            # way is waited for, then given up; its events stay in the buffer).
+            done, _ = await asyncio.wait({task}, timeout=STOP_WAIT)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
         await self.flush()
