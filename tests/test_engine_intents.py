@@ -449,3 +449,78 @@ def test_the_shipped_person_option_is_picked_by_what_shoppers_type(project: ir.P
         r = step(project, s, m.Text(text), 1)
         assert r.state.waiting == "agent", (locale, text)
         assert _events(r, "text_matched")[0]["kind"] == "option"
+
+
+@pytest.fixture
+def keeping(tmp_path: Path) -> ir.Project:
+    """The same flows, in a project that keeps unmatched texts (masked)."""
+    (tmp_path / "flowengine.yaml").write_text(
+        PROJECT.replace(
+            "misses_before_person: 2}", "misses_before_person: 2, keep_unmatched: true}"
+        )
+    )
+    for name, text in (
+        ("main", MAIN),
+        ("track_order", TRACK),
+        ("cancel_order", CANCEL),
+        ("return_order", RETURNS),
+    ):
+        (tmp_path / f"{name}.yaml").write_text(text)
+    project = load_project([tmp_path]).project
+    assert project is not None and project.settings.keep_unmatched
+    return project
+
+
+def test_unmatched_texts_are_kept_masked_only_when_the_project_opts_in(
+    typed: ir.Project, keeping: ir.Project
+) -> None:
+    text = "jaké bude počasí? pište na jan.novak@seznam.cz tel 777\u00a0123\u00a0456, obj. 1003"
+    kept = "jaké bude počasí? pište na [email] tel [number] [number] [number], obj. [number]"
+    assert not typed.settings.keep_unmatched  # off unless opted in
+    off = step(typed, start(typed, now=0, locale="cs").state, m.Text(text), 1)
+    [event] = _events(off, "text_unmatched")
+    assert "text" not in event and "1003" not in repr(off.events)
+    on = step(keeping, start(keeping, now=0, locale="cs").state, m.Text(text), 1)
+    [event] = _events(on, "text_unmatched")
+    assert event["text"] == kept
+    for secret in ("jan.novak", "seznam", "777", "123", "456", "1003"):
+        assert secret not in repr(on.events)
+    # what the fold keeps: the count per step, and the masked text as the counter's detail
+    [key] = [k for k in fold.keys(event) if k.metric == fold.UNMATCHED]
+    assert (key.flow, key.step, key.detail, key.locale) == ("main", "menu", kept, "cs")
+    # matched texts are never kept, even when opted in
+    matched = step(keeping, start(keeping, now=0, locale="cs").state, m.Text("chci vrátit boty"), 1)
+    assert "vrátit" not in repr(matched.events)
+
+
+def test_something_else_keeps_the_text_the_clarifying_menu_answered(keeping: ir.Project) -> None:
+    s = start(keeping, now=0, locale="en").state
+    r = step(keeping, s, m.Text("about my order 1003"), 1)
+    assert r.messages[-1].text == "Did you mean one of these?"
+    assert r.state.clarify_text == "about my order [number]"
+    assert m.State.from_json(r.state.to_json()) == r.state  # survives the store
+    other = step(keeping, r.state, m.Choose(m.SOMETHING_ELSE), 2)
+    [event] = _events(other, "text_unmatched")
+    assert event["text"] == "about my order [number]"
+    assert other.state.clarify_text == ""  # gone with its menu
+    picked = step(keeping, r.state, m.Choose("flow:track_order"), 2)
+    assert picked.state.clarify_text == "" and "about my" not in repr(picked.events)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 2000,
+        "\u202eevil\u0000\x1b[31m\nnext line\x1f",
+        '=HYPERLINK("http://x")',
+        "ติดต่อ ๐๘๑๒๓๔๕๖๗๘ ค่ะ",
+    ],
+)
+def test_a_kept_text_is_short_single_line_and_masked(keeping: ir.Project, text: str) -> None:
+    r = step(keeping, start(keeping, now=0, locale="th").state, m.Text(text), 1)
+    unmatched = _events(r, "text_unmatched")
+    if not unmatched:  # matched something: nothing kept
+        return
+    kept = str(unmatched[0]["text"])
+    assert len(kept) <= 120 and "\n" not in kept and "\x1b" not in kept and "\x1f" not in kept
+    assert not any(c.isdigit() for c in kept)

@@ -384,3 +384,60 @@ async def test_a_server_out_of_reach_is_said_and_the_numbers_stay(
     await page.get_by_label("7 days").check()
     await expect(page.locator("#error")).to_be_hidden()
     await expect(_stat(page, "conversations")).to_have_text("6")
+
+
+async def test_typed_texts_nobody_matched_are_listed_masked_and_as_text(
+    pages: Pages, tmp_path: Path
+) -> None:
+    from flowengine.server.config import ServerConfig
+    from tests.app_server import AppServer
+    from tests.server_process import Client
+    from tests.test_intents_socket import PROJECT, _flows
+
+    flows = Path(_flows(tmp_path))
+    (flows / "flowengine.yaml").write_text(PROJECT.replace("2}", "2, keep_unmatched: true}"))
+    config = ServerConfig(flows_dir=str(flows), agents_file=str(tmp_path / "agents.json"))
+    async with AppServer(config) as server:
+        server.runtime.handoffs.accounts.put(
+            Account("root", "Root", "admin", ("general",), password_hash())
+        )
+        shoppers = [
+            ("cs", "jaké bude zítra počasí? volejte 777 123 456"),
+            ("cs", "jaké bude zítra počasí? volejte 777 123 456"),
+            ("th", '<img src=x onerror="alert(1)"> อากาศเป็นยังไง'),
+            ("th", "ขอเงินคืนค่ะ"),
+        ]
+        for locale, text in shoppers:
+            c = await Client.connect(server.ws_url, locale=locale)
+            await c.until(lambda f: f.get("type") == "message" and f.get("options"))
+            assert (await c.act({"type": "text", "text": text}))["type"] == "ack"
+            await c.close()
+        await server.runtime.analytics.flush()
+        await server.runtime.insights.catch_up()
+        page = await pages.new(DESKTOP)
+        await page.goto(server.http + "/insights")
+        await page.get_by_label("Username").fill("root")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("#typed-line")).to_have_text(
+            "4 typed texts: 1 matched, 3 unmatched (75%)"
+        )
+        await expect(page.locator("#typed tbody tr")).to_have_text(
+            [re.compile(r"main · menu\s*1\s*3\s*75%")]
+        )
+        box = page.locator("#kept-box")
+        await expect(box).to_be_visible()
+        await box.locator("summary").click()
+        rows = page.locator("#kept tbody tr")
+        await expect(rows).to_have_count(2)
+        await expect(rows.nth(0)).to_contain_text(
+            "jaké bude zítra počasí? volejte [number] [number] [number]"
+        )
+        await expect(rows.nth(0)).to_contain_text("2")
+        await expect(rows.nth(1)).to_contain_text(
+            '<img src=x onerror="alert([number])"> อากาศเป็นยังไง'
+        )
+        await expect(page.locator("#kept img")).to_have_count(0)
+        assert "777" not in await page.content() and "ขอเงินคืน" not in await page.content()
+        await box.scroll_into_view_if_needed()
+        await page.screenshot(path=_artifact("insights-typed"), full_page=False)

@@ -233,6 +233,7 @@ def render_table(r: dict[str, Any]) -> str:
                 for a in r["agents"]
             ],
         )  # fmt: skip
+    out += _typed_table(r["typed"])
     t = r["tickets"]
     out += [
         "",
@@ -240,6 +241,25 @@ def render_table(r: dict[str, Any]) -> str:
         f"offline hand-offs: {t['offline_handoffs']}",
     ]
     return "\n".join(out)
+
+
+def _typed_table(t: dict[str, Any]) -> list[str]:
+    if not t["steps"]:
+        return []
+    out = ["", f"Typed text: {t['matched']} matched, {t['unmatched']} unmatched, by step"]
+    out += _table(
+        ["flow", "step", "matched", "unmatched", "unmatched rate"],
+        [[s["flow"], s["step"], str(s["matched"]), str(s["unmatched"]),
+          _num(s["unmatched_rate"], "%")] for s in t["steps"]],
+    )  # fmt: skip
+    if t["unmatched_texts"]:
+        out += ["", "Typed text nobody matched (kept, masked), most frequent first"]
+        out += _table(
+            ["count", "locale", "flow", "step", "text"],
+            [[str(x["count"]), x["locale"], x["flow"], x["step"], x["text"]]
+             for x in t["unmatched_texts"]],
+        )  # fmt: skip
+    return out
 
 
 def add_store_args(p: argparse.ArgumentParser) -> None:

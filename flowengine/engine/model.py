@@ -57,6 +57,8 @@ class State:
     rate: str | None = None  # after a chat with a person: the agent the shopper may rate now
     misses: int = 0  # typed texts in a row at a menu that matched nothing
     clarify: tuple[tuple[str, float], ...] = ()  # a clarifying menu's (intent id, score)s
+    # The masked text a clarifying menu answers, kept for "Something else" (keep_unmatched only).
+    clarify_text: str = ""
 
     def to_json(self) -> dict[str, Any]:
         h = self.handoff
@@ -93,6 +95,7 @@ class State:
             "rate": self.rate,
             "misses": self.misses,
             "clarify": [list(c) for c in self.clarify],
+            "clarify_text": self.clarify_text,
         }
 
     @classmethod
@@ -131,6 +134,7 @@ class State:
             rate=d.get("rate"),
             misses=d.get("misses", 0),
             clarify=tuple((a, b) for a, b in d.get("clarify", [])),
+            clarify_text=d.get("clarify_text", ""),
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, assert_never
 
 from ..intents import Clarify, IntentIndex, Match
 from ..intents.matcher import decide
+from ..intents.normalize import masked
 from ..language import ir
 from ..language.formatting import days_between, today_of
 from ..language.templates import CHAIN, TABLES, TODAY, Expression, Template
@@ -149,6 +150,7 @@ class _Run:
         self.rate = state.rate
         self.misses = state.misses
         self.clarify = state.clarify
+        self.clarify_text = state.clarify_text
         self.locale = state.locale
         self.context = state.context
         self.messages: list[m.Message] = []
@@ -222,6 +224,8 @@ class _Run:
         )
 
     def result(self) -> m.Result:
+        # Candidates count only while their clarifying menu is what can be clicked.
+        clarify = tuple(c for c in self.clarify if c[0] in dict(self.options))
         state = m.State(
             version=self.before.version if self.before.version else self.project.version,
             locale=self.locale,
@@ -240,8 +244,8 @@ class _Run:
             person=self.person,
             rate=self.rate,
             misses=self.misses,
-            # Candidates count only while their clarifying menu is what can be clicked.
-            clarify=tuple(c for c in self.clarify if c[0] in dict(self.options)),
+            clarify=clarify,
+            clarify_text=self.clarify_text if clarify else "",
         )
         return m.Result(
             state,
@@ -506,7 +510,7 @@ class _Run:
         if option in candidates:  # a candidate of a clarifying menu
             self.route(option, candidates[option], clarified=True)
         elif option == m.SOMETHING_ELSE:
-            self.miss(TEXTS["intents.rephrase"])
+            self.miss(TEXTS["intents.rephrase"], self.clarify_text)
         elif option == m.OFFER_PERSON:
             self.misses = 0
             self.ask_for_person()
@@ -621,8 +625,9 @@ class _Run:
                 self.route(intent, score, clarified=False)
             case Clarify(first=first, second=second):
                 self.ask_which(step, ((first.intent, first.score), (second.intent, second.score)))
+                self.clarify_text = self.kept(text)
             case _:
-                self.miss(TEXTS["intents.no_match"])
+                self.miss(TEXTS["intents.no_match"], self.kept(text))
 
     def flow_asked_for(self, text: str) -> tuple[str, float] | None:
         """At an `ask`, an answer that does not fit: the (intent, score) of another flow it
@@ -694,13 +699,22 @@ class _Run:
             return next(o.label for o in step.options if o.id == target)
         return self.project.intents.titles.get(target) or LocalText.of(target)
 
-    def miss(self, lead: LocalText) -> None:
+    def kept(self, text: str) -> str:
+        """The text as `text_unmatched` may carry it: masked, and only when the project opts
+        in (`intents.keep_unmatched`); "" otherwise."""
+        return masked(text) if self.project.settings.keep_unmatched else ""
+
+    def miss(self, lead: LocalText, kept: str) -> None:
         """Typed text that matched nothing (or "Something else"): say so and show the menu
-        again; after `misses_before_person` in a row, with "Talk to a person"."""
+        again; after `misses_before_person` in a row, with "Talk to a person". `kept`: the
+        masked text, when the project keeps unmatched texts."""
         step = self.current
         assert isinstance(step, ir.Menu)
         self.misses += 1
-        self.emit("text_unmatched", flow=self.flow_name, step=step.key)
+        if kept:
+            self.emit("text_unmatched", flow=self.flow_name, step=step.key, text=kept)
+        else:
+            self.emit("text_unmatched", flow=self.flow_name, step=step.key)
         self.say(lead)
         self.show_menu(step, offer_person=self.misses >= self.project.settings.misses_before_person)
 

@@ -41,7 +41,9 @@ ENTERED = "entered"  # step
 NEXT = "next"  # step: the step left; detail: the step entered
 DROPPED = "dropped"  # step: the drop-off step; detail: "session" (left) or "restart"
 MATCHED = "matched"  # step: where the shopper typed; detail: "<kind>:<target>" (flow:x, option:y)
-UNMATCHED = "unmatched"  # step: where typed text matched nothing (or "Something else")
+# step: where typed text matched nothing (or "Something else"); detail: the masked text when the
+# project keeps them (intents.keep_unmatched), else ""
+UNMATCHED = "unmatched"
 CSAT_FLOW = "csat_flow"  # step; detail: "yes" or "no"
 CSAT_AGENT = "csat_agent"  # step; detail: "<agent>@<score 1..5>" ("" for no agent)
 WAIT = "wait"  # histogram: seconds in the queue before a person took the chat
@@ -191,7 +193,7 @@ def _parts(event: dict[str, Any]) -> tuple[str, list[Part]]:
             target = f"{_text(event.get('kind'))}:{_text(event.get('target'))}"
             parts = [(MATCHED, step, target)]
         case "text_unmatched":
-            parts = [(UNMATCHED, step, "")]
+            parts = [(UNMATCHED, step, _text(event.get("text")))]
         case _:  # csat_given
             parts = _csat(event, step)
     return day_of(at), parts

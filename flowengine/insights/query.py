@@ -30,6 +30,7 @@ Projects = Callable[[str | None], Awaitable[ir.Project | None]]
 # Always listed; they add up to the hand-offs (what became of one, e.g. offline, is not a reason).
 REASONS = ("asked", "action_error", "no_match", "unsolved", "flow")
 HEAVIEST = 3  # steps named as the heaviest drop-offs
+KEPT_TEXTS = 50  # unmatched texts listed, the most frequent first (intents.keep_unmatched)
 MAX_DAYS = 3660  # a period longer than ten years is refused
 
 
@@ -308,6 +309,46 @@ def agents(c: Counters) -> list[dict[str, Any]]:
     return out
 
 
+def typed(c: Counters) -> dict[str, Any]:
+    """Typed text: matched and unmatched per step where shoppers typed (the most unmatched
+    first), what the matches led to, and the kept unmatched texts (masked; only a project with
+    `intents.keep_unmatched` keeps them), the most frequent first."""
+    matched: dict[tuple[str, str], int] = defaultdict(int)
+    unmatched: dict[tuple[str, str], int] = defaultdict(int)
+    for counts, metric in ((matched, f.MATCHED), (unmatched, f.UNMATCHED)):
+        for k, n in c.of_metric(metric):
+            counts[(k.flow, k.step)] += n
+    where = sorted(set(matched) | set(unmatched), key=lambda fs: (-unmatched[fs], -matched[fs], fs))
+    steps = [
+        {
+            "flow": flow,
+            "step": step,
+            "matched": matched[(flow, step)],
+            "unmatched": unmatched[(flow, step)],
+            "unmatched_rate": rate(
+                unmatched[(flow, step)], matched[(flow, step)] + unmatched[(flow, step)]
+            ),
+        }
+        for flow, step in where
+    ]
+    targets = sorted(c.by(f.MATCHED, "detail").items(), key=lambda kv: (-kv[1], kv[0]))
+    texts: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    for k, n in c.of_metric(f.UNMATCHED):
+        if k.detail:
+            texts[(k.detail, k.locale, k.flow, k.step)] += n
+    kept = sorted(texts.items(), key=lambda kv: (-kv[1], kv[0]))[:KEPT_TEXTS]
+    return {
+        "matched": sum(matched.values()),
+        "unmatched": sum(unmatched.values()),
+        "steps": steps,
+        "targets": [{"target": t, "count": n} for t, n in targets],
+        "unmatched_texts": [
+            {"text": text, "locale": loc, "flow": flow, "step": step, "count": n}
+            for (text, loc, flow, step), n in kept
+        ],
+    }
+
+
 def tickets(inbox: Iterable[dict[str, Any]], period: list[str], offline: int) -> dict[str, int]:
     """Tickets filed in the period, by their status now."""
     first, last = period[0], period[-1]
@@ -398,6 +439,7 @@ class Insights:
             "locales": locales(now),
             "agents": agents(now),
             "tickets": tickets(inbox, period, now.sum(f.OFFLINE)),
+            "typed": typed(now),
         }
 
     async def funnel(
@@ -455,8 +497,14 @@ class Insights:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["day", "metric", "flow", "version", "locale", "step", "detail", "value"])
         for k, n in sorted(c.items, key=lambda kn: (kn[0].day, kn[0].field)):
-            w.writerow([k.day, k.metric, k.flow, k.version, k.locale, k.step, k.detail, n])
+            w.writerow([k.day, k.metric, k.flow, k.version, k.locale, k.step, _cell(k.detail), n])
         return out.getvalue()
+
+
+def _cell(value: str) -> str:
+    """A shopper's kept text as a spreadsheet reads it literally: one starting like a formula
+    (= + - @, a tab or carriage return) gets a leading apostrophe (OWASP's CSV injection rule)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _edges(

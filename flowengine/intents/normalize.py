@@ -69,3 +69,18 @@ def normalize(text: str) -> str:
 def has_words(normalized: str) -> bool:
     """Whether a normalised text has any letter: masks, digits and marks alone ask for nothing."""
     return any(char.isalpha() for char in normalized)
+
+
+MAX_KEPT_CHARS = 120  # of an unmatched text a merchant keeps (`intents.keep_unmatched`)
+
+
+def masked(text: str) -> str:
+    """An unmatched text as a merchant may keep it to improve intents: what the shopper typed,
+    with every email `[email]` and every run of digits `[number]` (order numbers, phones,
+    postcodes, card digits), controls and line breaks as spaces, at most MAX_KEPT_CHARS."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _EMAIL.sub("[email]", text)
+    text = _DIGITS.sub("[number]", text)
+    text = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text)
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= MAX_KEPT_CHARS else text[: MAX_KEPT_CHARS - 1] + "…"

@@ -430,6 +430,7 @@ class ProjectSettings:
     on_timeout: str | None = None
     handoff_csat: bool = False  # ask the shopper 1-5 about the person after an agent closes
     misses_before_person: int = 2  # unmatched texts in a row before "talk to a person" is offered
+    keep_unmatched: bool = False  # `text_unmatched` carries the text, masked (opt-in)
 
 
 @dataclass(eq=False, slots=True)

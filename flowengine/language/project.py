@@ -134,6 +134,7 @@ def _settings(
             misses_before_person=data.get("intents", {}).get(
                 "misses_before_person", default.misses_before_person
             ),
+            keep_unmatched=bool(data.get("intents", {}).get("keep_unmatched", False)),
         ),
         doc,
         doc,

@@ -143,9 +143,9 @@
   function forget() {
     loading++; funnelLoading++;
     report = null; chartDays = []; funnelFlow = null;
-    ["headline", "chart", "daily", "flows", "reasons", "locales", "agents", "tickets", "graph", "steps"]
+    ["headline", "chart", "daily", "flows", "reasons", "locales", "agents", "tickets", "graph", "steps", "typed", "kept"]
       .forEach(function (id) { clear($(id)); });
-    ["chart-tip", "funnel-summary", "period-text", "me", "queue-line"].forEach(function (id) { $(id).textContent = ""; });
+    ["chart-tip", "funnel-summary", "period-text", "me", "queue-line", "typed-line"].forEach(function (id) { $(id).textContent = ""; });
   }
 
   function toLogin(message) {
@@ -237,6 +237,7 @@
       drawLocales(r.locales);
       drawAgents(r);
       drawTickets(r.tickets);
+      drawTyped(r.typed);
       // The funnel: the filtered flow, else the one the admin chose, else the worst one.
       showFunnel($("filter-flow").value || funnelFlow || (r.flows.length ? r.flows[0].flow : meta.flows[0]), "");
     }).catch(function (e) { if (mine === loading) showError(e); })
@@ -481,6 +482,25 @@
       ["Handle time (median)", function (a) { return secs(a.handle_p50); }, "n"],
       ["Rating", function (a) { return a.csat == null ? "—" : mean(a.csat) + " (" + num(a.csat_n) + ")"; }, "n"]
     ], r.agents, "No chats with agents in this period.");
+  }
+
+  function drawTyped(t) {
+    var all = t.matched + t.unmatched;
+    $("typed-line").textContent = all ? num(all) + " typed texts: " + num(t.matched) +
+      " matched, " + num(t.unmatched) + " unmatched (" + pct(t.unmatched / all) + ")" : "";
+    table($("typed"), [
+      ["Where", function (s) { return s.flow + " · " + s.step; }],
+      ["Matched", function (s) { return num(s.matched); }, "n"],
+      ["Unmatched", function (s) { return num(s.unmatched); }, "n"],
+      ["Unmatched rate", function (s) { return pct(s.unmatched_rate); }, "n"]
+    ], t.steps, "Nobody typed at a menu in this period.");
+    $("kept-box").hidden = !t.unmatched_texts.length;
+    table($("kept"), [
+      ["Text", function (x) { return x.text; }],
+      ["Language", function (x) { return x.locale; }],
+      ["Where", function (x) { return x.flow + " · " + x.step; }],
+      ["Times", function (x) { return num(x.count); }, "n"]
+    ], t.unmatched_texts, "");
   }
 
   function drawTickets(t) {
