@@ -38,7 +38,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import (
@@ -61,6 +61,7 @@ from .base import (
     StoreUnavailable,
     day_expires,
 )
+from .group_commit import GroupCommit
 
 log = logging.getLogger("flowengine.store")
 
@@ -394,6 +395,9 @@ class RedisStore:
         self.wait_ms = max(1, int(wait_timeout * 1000))
         self.problem: topology.Problem | None = None  # the last failure's kind, until a success
         self._commit = self._redis.register_script(_COMMIT)
+        self._commits: GroupCommit[tuple[list[str], list[Any]], list[Any]] = GroupCommit(
+            self._write_commits
+        )
         self._mark = self._redis.register_script(_MARK)
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
@@ -464,10 +468,7 @@ class RedisStore:
         ]
         args += [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
         try:
-            if self.wait_replicas > 0:
-                outcome, new_rev, new_seq = await self._commit_and_wait(list(_keys(sid)), args)
-            else:
-                outcome, new_rev, new_seq = await self._commit(keys=list(_keys(sid)), args=args)
+            outcome, new_rev, new_seq = await self._commits.submit((list(_keys(sid)), args))
         except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         except AttributeError as exc:  # redis-py's cluster client, mid-failover
@@ -480,34 +481,74 @@ class RedisStore:
             self._tell(sid, int(new_seq), tuple(events))
         return Commit(outcome, int(new_rev), int(new_seq))
 
-    async def _commit_and_wait(self, keys: list[str], args: list[Any]) -> list[Any]:
-        """The commit script, then WAIT, on one connection (WAIT counts the replicas that have
-        this connection's writes). A commit fewer replicas than `wait_replicas` acknowledged
-        within the timeout is refused as unavailable: it may be lost in a failover, so the
-        client is not told it is saved; its resend carries the same action id, and is answered
-        as a duplicate if the commit survived."""
-        commands = [
-            ("EVALSHA", self._commit.sha, len(keys), *keys, *args),
-            ("WAIT", self.wait_replicas, self.wait_ms),
-        ]
+    async def _write_commits(
+        self, batch: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[list[Any] | BaseException]:
+        """A group commit (store/group_commit.py): the commit scripts of one loop turn, one
+        pipeline per node (one on a single server or Sentinel), each script keeping its own
+        compare-and-set. Each request's reply, or the error its command (or its node's
+        connection) got."""
+        if not self.cluster:
+            return await self._commits_on_one_connection(batch)
+        await self._redis.initialize()  # the slot map, on a first command (no-op after)
+        groups: dict[str, list[int]] = {}
+        for i, (keys, _) in enumerate(batch):
+            groups.setdefault(self._redis.get_node_from_key(keys[0]).name, []).append(i)
+        out: list[list[Any] | BaseException] = [RedisError("not written")] * len(batch)
+        answers = await asyncio.gather(
+            *(self._commits_on_one_connection([batch[i] for i in ix]) for ix in groups.values()),
+            return_exceptions=True,
+        )
+        for ix, answer in zip(groups.values(), answers, strict=True):
+            for n, i in enumerate(ix):
+                out[i] = answer if isinstance(answer, BaseException) else answer[n]
+        return out
+
+    async def _commits_on_one_connection(
+        self, batch: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[list[Any] | BaseException]:
+        """Commit scripts sent together on one connection, then (with `wait_replicas`) one WAIT
+        for all of them: WAIT counts the replicas that have every write of the connection. A
+        commit fewer replicas than `wait_replicas` acknowledged within the timeout is refused
+        as unavailable: it may be lost in a failover, so the client is not told it is saved;
+        its resend carries the same action id, and is answered as a duplicate if the commit
+        survived."""
+        out: list[list[Any] | BaseException] = [RedisError("not written")] * len(batch)
+        todo = list(range(len(batch)))
         for attempt in range(2):
-            results = await self._on_one_connection(keys[0], commands)
-            if isinstance(results[0], NoScriptError) and attempt == 0:
-                await self._load_script(keys[0], _COMMIT)
-                continue
-            break
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        outcome, acked = results[0], int(results[1])
-        # A duplicate too: its first commit may be on this primary alone (its WAIT failed),
-        # and a failover would lose it after the resend was told it is saved.
-        if outcome[0] in ("ok", "duplicate") and acked < self.wait_replicas:
-            raise RedisError(
-                f"the commit reached {acked} of {self.wait_replicas} replicas "
-                f"within {self.wait_ms} ms"
-            )
-        return list(outcome)
+            commands: list[tuple[Any, ...]] = [
+                ("EVALSHA", self._commit.sha, len(batch[i][0]), *batch[i][0], *batch[i][1])
+                for i in todo
+            ]
+            if self.wait_replicas > 0:
+                commands.append(("WAIT", self.wait_replicas, self.wait_ms))
+            results = await self._on_one_connection(batch[todo[0]][0][0], commands)
+            acked = results[-1] if self.wait_replicas > 0 else None
+            short = None
+            if isinstance(acked, BaseException):
+                short = acked
+            elif acked is not None and int(acked) < self.wait_replicas:
+                short = RedisError(
+                    f"the commit reached {acked} of {self.wait_replicas} replicas "
+                    f"within {self.wait_ms} ms"
+                )
+            again = []
+            for i, r in zip(todo, results, strict=False):
+                if isinstance(r, NoScriptError) and attempt == 0:
+                    again.append(i)  # not run: sent again once the script is loaded
+                elif isinstance(r, BaseException):
+                    out[i] = r
+                # A duplicate too: its first commit may be on this primary alone (its WAIT
+                # failed), and a failover would lose it after the resend was told it is saved.
+                elif short is not None and r[0] in ("ok", "duplicate"):
+                    out[i] = short
+                else:
+                    out[i] = list(r)
+            if not again:
+                break
+            await self._load_script(batch[again[0]][0][0], _COMMIT)
+            todo = again
+        return out
 
     async def _replicated(self, key: str) -> None:
         """Raise unless `wait_replicas` replicas have everything `key`'s primary has now: an
@@ -918,6 +959,9 @@ class RedisStore:
         return None
 
     async def close(self) -> None:
+        # Commits under way are answered first (bounded: a Redis that is gone fails them).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._commits.drain(), 5)
         for task in (self._pump, self._reconciler):
             if task is not None:
                 task.cancel()

@@ -33,12 +33,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import ChatView, Commit, Fold, Listener, SessionRecord, StoreUnavailable
+from .group_commit import GroupCommit
 
 FILENAME = "flowengine.db"
 MAX_EVENTS = 100_000  # analytics events kept, as the memory store
@@ -172,6 +173,9 @@ class SqliteStore:
         self._watched: set[str] = set()
         self._next_sweep = 0.0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="flowengine-sqlite")
+        self._commits: GroupCommit[Callable[[sqlite3.Connection], Commit], Commit] = GroupCommit(
+            self._write_commits
+        )
         self._db: sqlite3.Connection | None = None
         self._lock: int | None = None
         try:
@@ -372,12 +376,21 @@ class SqliteStore:
                 db.execute("INSERT INTO actions VALUES (?, ?)", (sid, action_id))
             return Commit("ok", new_rev, new_seq)
 
-        c = await self._run(write)
+        c = await self._commits.submit(write)
         if c.outcome == "ok":
             self._wrote(at)
             if events and sid in self._watched and self._listener is not None:
                 self._listener.committed(sid, c.seq, tuple(copy.deepcopy(events)))
         return c
+
+    async def _write_commits(
+        self, batch: Sequence[Callable[[sqlite3.Connection], Commit]]
+    ) -> list[Commit]:
+        """A group commit (store/group_commit.py): the commits of one loop turn in one
+        transaction, one executor hop and one WAL sync; each checks its own revision, so a
+        conflict writes nothing of that session and leaves the others be. An SQLite error fails
+        the transaction, so every commit in it (StoreUnavailable)."""
+        return await self._run(lambda db: [write(db) for write in batch])
 
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         at = self._clock()
@@ -511,6 +524,7 @@ class SqliteStore:
         return None
 
     async def close(self) -> None:
+        await self._commits.drain()  # commits under way are answered first
         with contextlib.suppress(RuntimeError):
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
