@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsontext
 from .base import ChatView, Commit, Fold, Listener, SessionRecord
 
 MAX_EVENTS = 100_000
@@ -34,7 +34,7 @@ class _Session:
 
 
 def _text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.dumps(value)
 
 
 def _time(event: dict[str, Any]) -> float:
@@ -90,7 +90,7 @@ class MemoryStore:
         if s is None:
             return None
         applied = action_id is not None and action_id in s.actions
-        return SessionRecord(sid, json.loads(s.state), s.rev, s.seq, s.updated_at, applied)
+        return SessionRecord(sid, jsontext.loads(s.state), s.rev, s.seq, s.updated_at, applied)
 
     async def commit(
         self,
@@ -136,7 +136,7 @@ class MemoryStore:
         if s is None:
             return []
         start = max(after_seq, 0)
-        return [json.loads(e) for e in s.log[start : start + limit]]
+        return [jsontext.loads(e) for e in s.log[start : start + limit]]
 
     async def put_version(self, version: str, bundle: dict[str, Any], ttl: float) -> None:
         self._versions[version] = (copy.deepcopy(bundle), self._clock() + ttl)

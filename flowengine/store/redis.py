@@ -51,6 +51,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from .. import jsontext
 from . import redis_topology as topology
 from .base import (
     ChatView,
@@ -292,7 +293,7 @@ def _parsed(entries: list[tuple[str, str]]) -> list[list[Any]]:
     """Each entry's events (one JSON parse for all: several times faster than one each); an
     entry that is not a JSON array of events gives [None], which the fold counts as nothing."""
     try:
-        parsed = json.loads("[" + ",".join(raw or "[]" for _, raw in entries) + "]")
+        parsed = jsontext.loads("[" + ",".join(raw or "[]" for _, raw in entries) + "]")
         if len(parsed) == len(entries) and all(isinstance(p, list) for p in parsed):
             return list(parsed)
     except ValueError:
@@ -300,7 +301,7 @@ def _parsed(entries: list[tuple[str, str]]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for _, raw in entries:
         try:
-            events = json.loads(raw) if raw else []
+            events = jsontext.loads(raw) if raw else []
         except ValueError:
             events = None
         out.append(events if isinstance(events, list) else [events])
@@ -356,7 +357,7 @@ def _record(sid: str, data: Mapping[Any, Any], applied: bool = False) -> Session
         return None
     return SessionRecord(
         sid,
-        json.loads(data["state"]),
+        jsontext.loads(data["state"]),
         int(data["rev"]),
         int(data["seq"]),
         float(data.get("at", 0)),
@@ -456,7 +457,7 @@ class RedisStore:
     ) -> Commit:
         args: list[Any] = [
             rev,
-            json.dumps(state, separators=(",", ":")),
+            jsontext.dumps(state),
             self.instance,
             int(ttl * 1000),
             action_id or "",
@@ -466,7 +467,7 @@ class RedisStore:
             "" if self.wait_replicas > 0 else f"{self._publish} {self._channel(sid)}",
             _first_seq(events),
         ]
-        args += [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
+        args += [jsontext.dumps(e) for e in events]
         try:
             outcome, new_rev, new_seq = await self._commits.submit((list(_keys(sid)), args))
         except topology.FAILURES as exc:
@@ -606,7 +607,7 @@ class RedisStore:
             raw = await self._redis.lrange(_keys(sid)[1], start, start + limit - 1)
         except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
-        return [json.loads(r) for r in raw]
+        return [jsontext.loads(r) for r in raw]
 
     # -- flow versions -------------------------------------------------------------------
     async def put_version(self, version: str, bundle: dict[str, Any], ttl: float) -> None:
@@ -641,7 +642,7 @@ class RedisStore:
                     chunk = events[i : i + EVENTS_PER_ENTRY]
                     pipe.xadd(
                         EVENTS_KEY,
-                        {"events": json.dumps(chunk, ensure_ascii=False)},
+                        {"events": jsontext.dumps(chunk)},
                         maxlen=EVENTS_MAXLEN,
                         approximate=True,
                     )
@@ -657,7 +658,7 @@ class RedisStore:
         out: list[dict[str, Any]] = []
         for _, fields in reversed(rows or []):
             if fields:
-                out.extend(json.loads(fields["events"]))
+                out.extend(jsontext.loads(fields["events"]))
         return out[-count:]
 
     # -- insights ------------------------------------------------------------------------
@@ -1084,7 +1085,7 @@ class RedisStore:
             data, log, notes, handoff = await self._call(pipe.execute())
         return ChatView(
             _record(sid, data),
-            [json.loads(e) for e in log],
+            [jsontext.loads(e) for e in log],
             [json.loads(n) for n in notes],
             json.loads(handoff) if handoff else None,
         )

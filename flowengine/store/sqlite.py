@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import copy
 import fcntl
-import json
 import os
 import sqlite3
 import time
@@ -38,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import jsontext
 from .base import ChatView, Commit, Fold, Listener, SessionRecord, StoreUnavailable
 from .group_commit import GroupCommit
 
@@ -146,10 +146,10 @@ def _events_of(raws: list[str]) -> list[Any]:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return jsontext.dumps(value)
 
 
-_load = json.loads
+_load = jsontext.loads
 
 
 class SqliteStore:
