@@ -192,6 +192,15 @@ def session(sid: str, *, resumed: bool, expired: bool, reset: bool = False) -> F
     return frame
 
 
+BATCH_MAX = 64  # frames in one `batch` frame at most (a long replay is sent as several)
+
+
+def batch(items: list[Frame]) -> Frame:
+    """Several frames as one WebSocket message, for a client that asked for it in its hello
+    (`"batch": true`): read as if `items` had come one by one, in order."""
+    return {"type": "batch", "frames": items}
+
+
 def ack(action_id: str, seq: int, *, duplicate: bool) -> Frame:
     return {"type": "ack", "id": action_id, "seq": seq, "duplicate": duplicate}
 

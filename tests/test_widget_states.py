@@ -122,10 +122,17 @@ async def _routed(
                 server.send(message)
 
         def from_server(message: str | bytes) -> None:
-            if hold_menus and json.loads(message).get("options"):
-                loop.call_later(hold_menus, ws.send, message)
-            else:
+            if not hold_menus:
                 ws.send(message)
+                return
+            # Held menus come late, so a batch (docs/protocol.md) is passed on frame by frame,
+            # as a server that does not batch sends it; the widget reads both.
+            frame = json.loads(message)
+            for one in frame["frames"] if frame["type"] == "batch" else [frame]:
+                if one.get("options"):
+                    loop.call_later(hold_menus, ws.send, json.dumps(one))
+                else:
+                    ws.send(json.dumps(one))
 
         ws.on_message(from_page)
         server.on_message(from_server)

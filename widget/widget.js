@@ -723,7 +723,8 @@
         ctx.shopper = { name: String(pendingIdentity.name) };
       }
       // After a page load the whole transcript is replayed; after a dropped socket, only what was missed.
-      return { type: "hello", session: store.get("session"), last_seq: fresh ? 0 : lastSeq, locale: locale, context: ctx };
+      // batch: an answer (its events and its ack) comes as one `batch` message (docs/protocol.md).
+      return { type: "hello", session: store.get("session"), last_seq: fresh ? 0 : lastSeq, locale: locale, context: ctx, batch: true };
     }
 
     function connect() {
@@ -733,33 +734,38 @@
       ws.onmessage = function (m) {
         var f;
         try { f = JSON.parse(m.data); } catch (e) { return; }
-        if (f.type === "session") {
-          // reset: the server lost events this page showed (a failover); the whole transcript follows.
-          if (f.session !== store.get("session") || fresh || f.reset) { log.textContent = ""; reset(); }
-          fresh = false;
-          store.set("session", f.session);
-          everConnected = true;
-          setStatus(f.expired ? T.expired : "");
-          each(pending, function (p) { ws.send(JSON.stringify(p)); }); // resent once; ids dedupe
-        } else if (f.type === "ack") {
-          pending = without(pending, f.id);
-          if (!pending.length && status.textContent === T.queuedoffline) setStatus("");
-        } else if (f.type === "error") {
-          var answered = without(pending, f.id).length !== pending.length;
-          pending = without(pending, f.id);
-          setTyping(false);
-          chosen = false;
-          note(errorText(f.code, answered), "error");
-        } else if (f.type === "typing" && f.from === "agent") {
-          setTyping(true);
-        } else if (f.type === "position") {
-          if (waiting && f.queue === waiting.queue) setPlace(f.position);
-        } else if (f.seq) {
-          show(f);
-          controls();
-        }
+        if (f && f.type === "batch" && Array.isArray(f.frames)) each(f.frames, received);
+        else received(f);
       };
       ws.onclose = function () { ws = null; schedule(); };
+    }
+    function received(f) {
+      if (!f || typeof f !== "object") return;
+      if (f.type === "session") {
+        // reset: the server lost events this page showed (a failover); the whole transcript follows.
+        if (f.session !== store.get("session") || fresh || f.reset) { log.textContent = ""; reset(); }
+        fresh = false;
+        store.set("session", f.session);
+        everConnected = true;
+        setStatus(f.expired ? T.expired : "");
+        each(pending, function (p) { ws.send(JSON.stringify(p)); }); // resent once; ids dedupe
+      } else if (f.type === "ack") {
+        pending = without(pending, f.id);
+        if (!pending.length && status.textContent === T.queuedoffline) setStatus("");
+      } else if (f.type === "error") {
+        var answered = without(pending, f.id).length !== pending.length;
+        pending = without(pending, f.id);
+        setTyping(false);
+        chosen = false;
+        note(errorText(f.code, answered), "error");
+      } else if (f.type === "typing" && f.from === "agent") {
+        setTyping(true);
+      } else if (f.type === "position") {
+        if (waiting && f.queue === waiting.queue) setPlace(f.position);
+      } else if (f.seq) {
+        show(f);
+        controls();
+      }
     }
     function schedule() {
       setStatus(everConnected ? T.reconnecting : T.connecting);

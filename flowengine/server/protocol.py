@@ -38,6 +38,7 @@ class Hello:
     last_seq: int
     locale: str
     context: dict[str, Any]
+    batch: bool = False  # the client reads `batch` frames: an answer comes as one message
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def parse_hello(frame: dict[str, Any], identity_secret: str | None = None) -> He
         "shopper": shopper,
         "context": _flat(raw_context.get("context")),
     }
-    return Hello(session, last_seq, locale, context)
+    return Hello(session, last_seq, locale, context, batch=frame.get("batch") is True)
 
 
 def _choose(frame: dict[str, Any], frame_id: str) -> m.Event:

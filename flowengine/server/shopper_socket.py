@@ -134,6 +134,7 @@ class ShopperSocket(Follower):
             await self.ws.close(code=1011)
             return False
         self.sid = opened.sid
+        self.batch = hello.batch
         # A client that has shown more than is stored (a failover lost events it was sent) is
         # told to forget them, and gets the whole transcript: else it would skip the new events
         # that reuse those seqs.
@@ -141,18 +142,21 @@ class ShopperSocket(Follower):
         if reset:
             log.warning("a client was ahead of the stored transcript; replaying it whole")
         self.sent[opened.sid] = hello.last_seq if opened.resumed and not reset else 0
-        await self.send(
-            frames.session(opened.sid, resumed=opened.resumed, expired=opened.expired, reset=reset)
-        )
-        await self.runtime.hub.attach(opened.sid, self)
-        try:
-            await self.catch_up(opened.sid)
-            if opened.resumed:  # a reload while waiting: the place in line as it is now
-                place = await self.runtime.handoffs.place_in_line(opened.sid)
-                if place is not None:
-                    await self.send(frames.position(*place))
-        except StoreUnavailable:
-            await self.store_error("the service is briefly unavailable")
+        async with self.batched():  # the session, the replay and the place in line
+            await self.send(
+                frames.session(
+                    opened.sid, resumed=opened.resumed, expired=opened.expired, reset=reset
+                )
+            )
+            await self.runtime.hub.attach(opened.sid, self)
+            try:
+                await self.catch_up(opened.sid)
+                if opened.resumed:  # a reload while waiting: the place in line as it is now
+                    place = await self.runtime.handoffs.place_in_line(opened.sid)
+                    if place is not None:
+                        await self.send(frames.position(*place))
+            except StoreUnavailable:
+                await self.store_error("the service is briefly unavailable")
         return True
 
     # -- after the handshake: one frame at a time --------------------------------------------
@@ -212,11 +216,14 @@ async def on_action(conn: ShopperSocket, frame: dict[str, Any]) -> None:
         await conn.error(applied.error.code, applied.error.message, action.id)
         return
     runtime.metrics.clicks.labels(action.kind).inc()
-    try:
-        await conn.news(conn.sid, applied.seq, applied.events)
-    except StoreUnavailable:
-        runtime.metrics.store_errors.inc()
-    await conn.send(frames.ack(action.id, applied.seq, duplicate=applied.outcome == "duplicate"))
+    async with conn.batched():  # the events and the ack: one message, if the client reads it
+        try:
+            await conn.news(conn.sid, applied.seq, applied.events)
+        except StoreUnavailable:
+            runtime.metrics.store_errors.inc()
+        await conn.send(
+            frames.ack(action.id, applied.seq, duplicate=applied.outcome == "duplicate")
+        )
     runtime.sessions.run_effects(conn.sid, applied.effects, conn.ip)
 
 
