@@ -162,34 +162,50 @@ async def _flow_client(url: str, until: float, latencies: list[float]) -> int:
     return clicks
 
 
-async def _human_client(url: str, until: float, latencies: list[float]) -> int:
-    """A person's pace: a click every ~2 s (spread, so the load is even), each timed."""
+def _human(sessions: int, seconds: float):  # type: ignore[no-untyped-def]
+    """Clients at a person's pace: each opens its session, then, once all of them are open
+    (steady state: the opening burst of `sessions` hellos is not a person's pace), clicks
+    every ~2 s (spread, so the load is even) for `seconds`, each click timed."""
     import random
 
-    cycle = ["tops", "another", "bottoms", "another"]
-    clicks = 0
-    async with websockets.connect(url, compression=None, open_timeout=60) as ws:
-        await ws.send(json.dumps({"type": "hello", "session": None, "last_seq": 0, "batch": True}))
-        while "message" not in _types(await ws.recv()):
-            pass
-        await ws.send(json.dumps({"type": "choose", "id": "s", "option": "sizes"}))
-        while "ack" not in _types(await ws.recv()):
-            pass
-        await asyncio.sleep(random.uniform(0, 2.0))
-        i = 0
-        while time.monotonic() < until:
-            frame_id = f"c{i}"
-            began = time.perf_counter()
-            await ws.send(json.dumps({"type": "choose", "id": frame_id, "option": cycle[i % 4]}))
-            while not any(
-                r["type"] == "ack" and r["id"] == frame_id for r in _frames(await ws.recv())
-            ):
+    everyone = asyncio.Barrier(sessions)
+    start: list[float] = []
+
+    async def client(url: str, _until: float, latencies: list[float]) -> int:
+        cycle = ["tops", "another", "bottoms", "another"]
+        clicks = 0
+        async with websockets.connect(url, compression=None, open_timeout=60) as ws:
+            await ws.send(
+                json.dumps({"type": "hello", "session": None, "last_seq": 0, "batch": True})
+            )
+            while "message" not in _types(await ws.recv()):
                 pass
-            latencies.append(time.perf_counter() - began)
-            clicks += 1
-            i += 1
-            await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - began)))
-    return clicks
+            await ws.send(json.dumps({"type": "choose", "id": "s", "option": "sizes"}))
+            while "ack" not in _types(await ws.recv()):
+                pass
+            await everyone.wait()
+            if not start:
+                start.append(time.monotonic())
+            until = start[0] + seconds
+            await asyncio.sleep(random.uniform(0, 2.0))
+            i = 0
+            while time.monotonic() < until:
+                frame_id = f"c{i}"
+                began = time.perf_counter()
+                await ws.send(
+                    json.dumps({"type": "choose", "id": frame_id, "option": cycle[i % 4]})
+                )
+                while not any(
+                    r["type"] == "ack" and r["id"] == frame_id for r in _frames(await ws.recv())
+                ):
+                    pass
+                latencies.append(time.perf_counter() - began)
+                clicks += 1
+                i += 1
+                await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - began)))
+        return clicks
+
+    return client
 
 
 async def _echo_client(url: str, until: float, latencies: list[float]) -> int:
@@ -404,7 +420,7 @@ async def main() -> None:
                 f"flowengine, Redis, {args.human} at a person's pace",
                 proc,
                 port,
-                _human_client,
+                _human(args.human, max(secs, 10.0)),
                 args.human,
                 max(secs, 10.0),
             )

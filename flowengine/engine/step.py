@@ -201,8 +201,10 @@ class _Run:
         input_: dict[str, Any] | None = None,
         label_locales: tuple[str, ...] = (),
         csat: str | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> None:
-        body, loc = text.render(self.chain(), self.variables(), markup=True)
+        """`variables`: those the caller already built for this message (its labels)."""
+        body, loc = text.render(self.chain(), variables or self.variables(), markup=True)
         # Report a fallback in a button label as the message's own (tests catch both).
         wanted = self.chain()[0]
         loc = next((x for x in (loc, *label_locales) if x not in (wanted, "*")), loc)
@@ -396,9 +398,13 @@ class _Run:
             return v.render(self.variables())
         return v
 
-    def visible_options(self, step: ir.Menu) -> list[ir.Option]:
+    def visible_options(
+        self, step: ir.Menu, variables: dict[str, Any] | None = None
+    ) -> list[ir.Option]:
         """The menu's options whose `if:` holds now."""
-        variables = self.variables()
+        if all(o.condition is None for o in step.options):
+            return list(step.options)
+        variables = variables or self.variables()
         return [o for o in step.options if o.condition is None or o.condition.truth(variables)]
 
     def show_menu(self, step: ir.Menu, *, offer_person: bool = False) -> None:
@@ -408,7 +414,7 @@ class _Run:
         chain = self.chain()
         shown: list[dict[str, str]] = []
         locales: list[str] = []
-        visible = self.visible_options(step)
+        visible = self.visible_options(step, variables)
         for o in visible:
             label, loc = o.label.render(chain, variables)
             locales.append(loc)
@@ -420,7 +426,7 @@ class _Run:
             label, loc = self.render(TEXTS["intents.person"])
             shown.append({"id": m.OFFER_PERSON, "label": label})
             locales.append(loc)
-        self.say(step.text, options=tuple(shown), label_locales=tuple(locales))
+        self.say(step.text, options=tuple(shown), label_locales=tuple(locales), variables=variables)
         self.waiting = "click"
         self.options = tuple((o["id"], o["label"]) for o in shown)
         self.clarify = ()

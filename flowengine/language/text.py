@@ -31,6 +31,12 @@ def fallback_chain(locale: str, default: str) -> tuple[str, ...]:
 def served_locale(locale: str, locales: Sequence[str]) -> str:
     """The project locale a shopper on a `locale` page reads (`cs` for `cs-CZ`; the default,
     `locales[0]`, for one the flows are not written in): what analytics count by."""
+    return _served(locale, tuple(locales))
+
+
+@lru_cache(maxsize=1024)
+def _served(locale: str, locales: tuple[str, ...]) -> str:
+    # Cached: every analytics event of every step asks (a tenth of an engine step's time).
     return next((c for c in fallback_chain(locale, "") if c in locales), locales[0])
 
 
