@@ -207,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data_dir = None if redis_url or args.memory else (args.data_dir or DEFAULT_DATA_DIR)
     origins = args.allowed_origins or os.environ.get("FLOWENGINE_ALLOWED_ORIGINS", "")
     options = {
+        "freeze_after_startup": True,
         "flows_dir": args.flows,
         "redis_url": redis_url,
         "redis_password_file": args.redis_password_file,

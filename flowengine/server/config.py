@@ -24,6 +24,7 @@ class ServerConfig:
         default_factory=lambda: _env_list("FLOWENGINE_ALLOWED_ORIGINS")
     )
     session_ttl: float = 24 * 3600.0  # idle seconds before a session expires
+    freeze_after_startup: bool = False  # gc.freeze() once started (`serve` sets it)
     max_frame_bytes: int = 16 * 1024
     hello_timeout: float = 10.0
     # Token buckets: sustained frames per second and burst, per socket and per client IP.
