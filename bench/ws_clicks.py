@@ -10,8 +10,12 @@ In one run, on the same uvicorn settings and the same Redis:
   Redis, with 1 and 2 workers: N concurrent clients click through the size guide
   (menu -> answer -> "another category" -> ...), each waiting for the ack of one click before
   the next, for a fixed time;
-* flowengine on Redis with many sessions clicking at a person's pace (one click every 2 s each);
-* the server's memory per idle socket with a session, on both stores.
+* flowengine on Redis with many sessions clicking at a person's pace (one click every 2 s each),
+  timed once every session is open;
+* the server's memory per idle socket with a session, on both stores, on the fresh process.
+
+The flowengine clients ask for `batch` frames in their hello (docs/protocol.md), as the widget
+does: an answer is one message.
 
 It prints clicks/s, p50/p99 (send -> ack) and every ratio the goals in docs/benchmarks.md are
 stated in. Without `--redis-url` it starts its own `redis-server` (no persistence) on a free port.
