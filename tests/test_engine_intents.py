@@ -81,20 +81,26 @@ steps:
 """
 
 
-@pytest.fixture
-def typed(tmp_path: Path) -> ir.Project:
-    (tmp_path / "flowengine.yaml").write_text(PROJECT)
+def _compiled(root: Path, project: str = PROJECT) -> ir.Project:
+    """The four flows below under `root`, with `project` as the project file."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "flowengine.yaml").write_text(project)
     for name, text in (
         ("main", MAIN),
         ("track_order", TRACK),
         ("cancel_order", CANCEL),
         ("return_order", RETURNS),
     ):
-        (tmp_path / f"{name}.yaml").write_text(text)
-    result = load_project([tmp_path])
+        (root / f"{name}.yaml").write_text(text)
+    result = load_project([root])
     assert result.ok, result.render()
     assert result.project is not None
     return result.project
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> ir.Project:
+    return _compiled(tmp_path)
 
 
 def _events(r: m.Result, kind: str) -> list[dict[str, object]]:
@@ -454,20 +460,8 @@ def test_the_shipped_person_option_is_picked_by_what_shoppers_type(project: ir.P
 @pytest.fixture
 def keeping(tmp_path: Path) -> ir.Project:
     """The same flows, in a project that keeps unmatched texts (masked)."""
-    (tmp_path / "flowengine.yaml").write_text(
-        PROJECT.replace(
-            "misses_before_person: 2}", "misses_before_person: 2, keep_unmatched: true}"
-        )
-    )
-    for name, text in (
-        ("main", MAIN),
-        ("track_order", TRACK),
-        ("cancel_order", CANCEL),
-        ("return_order", RETURNS),
-    ):
-        (tmp_path / f"{name}.yaml").write_text(text)
-    project = load_project([tmp_path]).project
-    assert project is not None and project.settings.keep_unmatched
+    project = _compiled(tmp_path / "keeping", PROJECT.replace("2}", "2, keep_unmatched: true}"))
+    assert project.settings.keep_unmatched
     return project
 
 
