@@ -83,7 +83,9 @@ async def test_a_client_that_does_not_ask_gets_frame_by_frame_the_same_frames() 
 
 
 async def test_a_long_replay_comes_in_batches_of_at_most_batch_max() -> None:
-    async with AppServer(ServerConfig(socket_rate=1000, socket_burst=1000, ip_rate=10000, ip_burst=10000)) as app:
+    async with AppServer(
+        ServerConfig(socket_rate=1000, socket_burst=1000, ip_rate=10000, ip_burst=10000)
+    ) as app:
         ws = await _hello(app.ws_url, batch=False)
         session = (await _recv(ws))["session"]
         clicks = ["sizes", "tops", "another"] + ["bottoms", "another", "shoes", "another"] * 16
