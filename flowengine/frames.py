@@ -60,7 +60,9 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
         "transcript", "out", "type seq at status", "queue position agent reason by"
     ),
     ("transcript", "out", "ended"): _shape("transcript", "out", "type seq at resolution"),
-    ("shopper", "in", "hello"): _shape("shopper", "in", "type", "session last_seq locale context"),
+    ("shopper", "in", "hello"): _shape(
+        "shopper", "in", "type", "session last_seq locale context batch"
+    ),
     ("shopper", "in", "choose"): _shape("shopper", "in", "type id option"),
     ("shopper", "in", "text"): _shape("shopper", "in", "type id text"),
     ("shopper", "in", "handoff"): _shape("shopper", "in", "type id"),
@@ -75,6 +77,7 @@ SHAPES: dict[tuple[str, str, str], Shape] = {
     ("shopper", "out", "pong"): _shape("shopper", "out", "type"),
     ("shopper", "out", "typing"): _shape("shopper", "out", "type from"),
     ("shopper", "out", "position"): _shape("shopper", "out", "type queue position"),
+    ("shopper", "out", "batch"): _shape("shopper", "out", "type frames"),
     ("agent", "in", "auth"): _shape("agent", "in", "type token"),
     ("agent", "in", "claim"): _shape("agent", "in", "type id session"),
     ("agent", "in", "open"): _shape("agent", "in", "type id session"),

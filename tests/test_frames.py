@@ -24,6 +24,7 @@ SECTIONS = {
     "Opening": [("shopper", "in"), ("shopper", "out")],
     "Events (persisted, numbered)": [("transcript", "out")],
     "Actions (client → server)": [("shopper", "in"), ("shopper", "out")],
+    "One message per answer: `batch`": [("shopper", "out")],
     "Errors": [("shopper", "out")],
     "Agent socket: `GET /agent/ws`": [("agent", "in"), ("agent", "out"), ("transcript", "out")],
     "What the shopper sees": [("transcript", "out"), ("shopper", "out")],
@@ -146,6 +147,7 @@ def test_every_constructor_builds_its_shape() -> None:
         frames.error("unknown_option", "no", "c1"),
         frames.pong(),
         frames.agent_typing(),
+        frames.batch([stored[0], frames.ack("c1", 5, duplicate=False)]),
     ):
         _check("shopper", "out", f)
     for f in (
