@@ -43,6 +43,8 @@ from .tasks import Tasks
 
 log = logging.getLogger("flowengine.server")
 
+GC_THRESHOLDS = (50_000, 20, 20)  # `serve`'s collector: young, middle, old (see startup)
+
 SHUTDOWN_FOLD = 5.0  # seconds the insights consumer may take to fold the last events at stop
 
 
@@ -239,6 +241,11 @@ class Runtime:
             # (docs/benchmarks.md). `serve` only: a test process starts many apps.
             gc.collect()
             gc.freeze()
+            # Young collections every 50,000 allocations, not 700: a click allocates a few
+            # thousand objects that die young (frames, JSON, the engine's run), and the
+            # default ran a collection in most clicks (p99 at a person's pace: 16-37 ms before,
+            # 8-22 ms after, alternating, docs/benchmarks.md).
+            gc.set_threshold(*GC_THRESHOLDS)
 
     async def store_problem(self) -> str | None:
         """None if the store takes writes; else what is wrong (the Redis store names it:
