@@ -20,6 +20,7 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from .. import frames
+from ..cancellation import raise_if_cancelled
 from ..engine import model as m
 from ..server.analytics import agent_replied
 from ..server.sessions import Applied, SessionGone, SessionService
@@ -710,6 +711,7 @@ class HandoffService:
             try:
                 await self.sweep()
             except Exception as exc:  # the store may be down; the next sweep retries
+                raise_if_cancelled()
                 log.debug("handoff sweep: %s", exc)
 
     def start(self) -> None:

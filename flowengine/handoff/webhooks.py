@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ..cancellation import raise_if_cancelled
 from ..server.tasks import stop_task
 from ..store.base import HandoffStore
 from .config import Webhook
@@ -130,6 +131,7 @@ class Webhooks:
             try:
                 delivered = await self.deliver_one()
             except Exception as exc:  # the store may be down: try again soon
+                raise_if_cancelled()
                 log.debug("webhook worker: %s", exc)
                 delivered = False
             if not delivered:

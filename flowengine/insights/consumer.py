@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..cancellation import raise_if_cancelled
 from ..store import Store
 from .fold import Increments, fold
 
@@ -113,6 +114,7 @@ class Consumer:
             try:
                 await self.catch_up()
             except Exception as exc:  # the store is down: the log keeps the entries
+                raise_if_cancelled()
                 self.failures += 1
                 log.debug("insights consumer: %s", exc)
 

@@ -52,6 +52,7 @@ from redis.exceptions import (
 )
 
 from .. import jsontext
+from ..cancellation import raise_if_cancelled
 from . import redis_topology as topology
 from .base import (
     ChatView,
@@ -852,6 +853,7 @@ class RedisStore:
                         pipe.hget(_keys(sid)[0], "aseq")  # replicated seqs only
                     seqs = await pipe.execute()
             except topology.FAILURES:
+                raise_if_cancelled()
                 continue  # the store is away: the pump's resubscribe re-reads when it is back
             for sid, seq in zip(sids, seqs, strict=True):
                 if seq is not None and sid in self._watched:
@@ -912,6 +914,7 @@ class RedisStore:
             except asyncio.CancelledError:
                 raise
             except (*topology.FAILURES, RuntimeError) as exc:
+                raise_if_cancelled()
                 log.warning(
                     "pub/sub connection lost (%s: %s); reconnecting", type(exc).__name__, exc
                 )
