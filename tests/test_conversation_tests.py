@@ -29,6 +29,18 @@ def _failures(report: runner.Report) -> dict[str, list[str]]:
 PROMPT = "Jaké je číslo vaší objednávky"  # track_order's first question, in Czech
 
 
+async def _expect_text(
+    tmp_path: Path, project: ir.Project, locales: str, text: str
+) -> runner.Report:
+    """The report of one conversation test of track_order in `locales` expecting `text`."""
+    return await _run(
+        tmp_path,
+        f"flow: track_order\nlocales: {locales}\ntests:\n"
+        f"  - name: t\n    steps:\n      - expect: {{text: {text}}}\n",
+        project,
+    )
+
+
 @pytest.mark.parametrize(
     ("locales", "text"),
     [
@@ -41,12 +53,7 @@ PROMPT = "Jaké je číslo vaší objednávky"  # track_order's first question, 
 async def test_a_wrong_text_in_a_non_default_locale_fails(
     tmp_path: Path, project: ir.Project, locales: str, text: str
 ) -> None:
-    report = await _run(
-        tmp_path,
-        f"flow: track_order\nlocales: {locales}\ntests:\n"
-        f"  - name: t\n    steps:\n      - expect: {{text: {text}}}\n",
-        project,
-    )
+    report = await _expect_text(tmp_path, project, locales, text)
     failures = [f for fs in _failures(report).values() for f in fs]
     assert len(failures) == 1, failures
     assert "expected a message containing 'NOT IN THE MESSAGE'" in failures[0]
@@ -63,12 +70,7 @@ async def test_a_wrong_text_in_a_non_default_locale_fails(
 async def test_the_right_text_in_a_non_default_locale_passes(
     tmp_path: Path, project: ir.Project, locales: str, text: str
 ) -> None:
-    report = await _run(
-        tmp_path,
-        f"flow: track_order\nlocales: {locales}\ntests:\n"
-        f"  - name: t\n    steps:\n      - expect: {{text: {text}}}\n",
-        project,
-    )
+    report = await _expect_text(tmp_path, project, locales, text)
     assert _failures(report) == {} and report.passed == 1
 
 

@@ -58,9 +58,9 @@ class GroupCommit(Generic[Request, Result]):
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        # Shielded: a caller that goes away (its socket closed) does not cancel a write that
-        # others share; its own outcome is simply not read.
-        return await asyncio.shield(future)
+        # A caller that goes away (its socket closed) cancels only its own future: the write
+        # the batch shares goes on, and `_run` skips a future already done.
+        return await future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -104,6 +104,6 @@ class GroupCommit(Generic[Request, Result]):
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
-    """Mark a request's error as seen: its caller may have gone (shielded) and not read it."""
+    """Mark a request's error as seen: its caller may have been cancelled after it was set."""
     if not future.cancelled():
         future.exception()
