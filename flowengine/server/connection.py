@@ -59,10 +59,15 @@ async def send_frame(ws: WebSocket, frame: frames.Frame, timeout: float | None =
         return False
     text = jsontext.dumps(frame)
     try:
-        # asyncio.timeout, not wait_for: no task per send (wait_for was a tenth of a click's
-        # CPU under load, docs/benchmarks.md).
-        async with asyncio.timeout(timeout):
+        transport = ws.scope.get(TRANSPORT)
+        if timeout is None or (transport is not None and not transport.get_write_buffer_size()):
+            # Nothing is waiting to be written, so the send cannot wait (uvicorn's send waits
+            # only while the transport is paused, past its high-water mark): no timer, which
+            # was a twentieth of a click's CPU under load.
             await ws.send_text(text)
+        else:  # asyncio.timeout, not wait_for: no task per send (wait_for was a tenth)
+            async with asyncio.timeout(timeout):
+                await ws.send_text(text)
     except TimeoutError:
         log.warning("dropped a client that read nothing for %.0f s", timeout)
         abort(ws)
@@ -141,6 +146,8 @@ class Follower:
         self.closed = False
         self.batch = False  # the client reads `batch` frames (it said so in its hello)
         self._outbox: list[frames.Frame] | None = None  # frames held for one `batch` frame
+        self.acting: str | None = None  # the session this socket is applying an action to
+        self.missed: int | None = None  # news of it the Hub did not wake it for meanwhile
 
     def wrap(self, sid: str, event: frames.Frame) -> frames.Frame:
         return event
@@ -175,6 +182,22 @@ class Follower:
         frame = held[0] if len(held) == 1 else frames.batch(held)
         if not await send_frame(self.ws, frame, self.send_timeout):
             self.closed = True
+
+    @contextlib.asynccontextmanager
+    async def acting_on(self, sid: str) -> AsyncIterator[None]:
+        """While this socket applies its own action to `sid`, the Hub does not wake it for the
+        commit: it sends those events itself, in its answer (a task per click that only found
+        them sent). News it was told of meanwhile (`missed`: another socket's commit, or one
+        this socket did not send, as when it failed) is caught up on the way out."""
+        self.acting, self.missed = sid, None
+        try:
+            yield
+        finally:
+            self.acting = None
+            missed, self.missed = self.missed, None
+            if missed is not None and (missed < 0 or missed > self.sent.get(sid, missed)):
+                with contextlib.suppress(Exception):  # as the Hub's own news: caught up later
+                    await self.news(sid, missed)
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
         """Something not stored happened in `sid` (typing, a note)."""

@@ -200,30 +200,31 @@ async def on_action(conn: ShopperSocket, frame: dict[str, Any]) -> None:
     action = parse_action(frame)  # an unknown type is refused here
     runtime = conn.runtime
     began = time.perf_counter()
-    try:
-        applied = await runtime.sessions.apply(conn.sid, action.event, action.id)
-    except SessionGone:
-        await conn.error("session_expired", "this session has expired; reconnect", action.id)
-        await conn.ws.close(code=1000)
-        raise _Closed() from None
-    except (StoreUnavailable, FlowsUnavailable):
-        await conn.store_error(
-            "not saved: the service is briefly unavailable; send it again", action.id
-        )
-        return
-    runtime.metrics.step_latency.observe(time.perf_counter() - began)
-    if applied.error is not None:
-        await conn.error(applied.error.code, applied.error.message, action.id)
-        return
-    runtime.metrics.clicks.labels(action.kind).inc()
-    async with conn.batched():  # the events and the ack: one message, if the client reads it
+    async with conn.acting_on(conn.sid):  # it sends its own events, below
         try:
-            await conn.news(conn.sid, applied.seq, applied.events)
-        except StoreUnavailable:
-            runtime.metrics.store_errors.inc()
-        await conn.send(
-            frames.ack(action.id, applied.seq, duplicate=applied.outcome == "duplicate")
-        )
+            applied = await runtime.sessions.apply(conn.sid, action.event, action.id)
+        except SessionGone:
+            await conn.error("session_expired", "this session has expired; reconnect", action.id)
+            await conn.ws.close(code=1000)
+            raise _Closed() from None
+        except (StoreUnavailable, FlowsUnavailable):
+            await conn.store_error(
+                "not saved: the service is briefly unavailable; send it again", action.id
+            )
+            return
+        runtime.metrics.step_latency.observe(time.perf_counter() - began)
+        if applied.error is not None:
+            await conn.error(applied.error.code, applied.error.message, action.id)
+            return
+        runtime.metrics.clicks.labels(action.kind).inc()
+        async with conn.batched():  # the events and the ack: one message, if the client reads it
+            try:
+                await conn.news(conn.sid, applied.seq, applied.events)
+            except StoreUnavailable:
+                runtime.metrics.store_errors.inc()
+            await conn.send(
+                frames.ack(action.id, applied.seq, duplicate=applied.outcome == "duplicate")
+            )
     runtime.sessions.run_effects(conn.sid, applied.effects, conn.ip)
 
 

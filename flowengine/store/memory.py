@@ -153,7 +153,7 @@ class MemoryStore:
             self._versions[version] = (item[0], self._clock() + ttl)
 
     async def append_events(self, events: list[dict[str, Any]]) -> None:
-        self._events.extend(copy.deepcopy(events))
+        self._events.extend(jsontext.copied(events))
         self._appended += len(events)
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
