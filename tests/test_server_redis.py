@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from flowengine.server.config import ServerConfig
 from tests.app_server import AppServer, running
@@ -68,6 +69,84 @@ async def test_every_tab_on_every_box_sees_each_event_once(two_servers: Any) -> 
     for c in (on_a, on_b):
         assert [e["seq"] for e in c.events] == list(range(1, ack["seq"] + 1))
         await c.close()
+
+
+async def _published(raw: Any, sid: str, act: Any) -> list[str]:
+    """What the session's channel carried while `act` ran (a plain subscriber: not a watcher)."""
+    pubsub = raw.pubsub()
+    await pubsub.subscribe(f"fe:n:{sid}")
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    await act()
+    heard = []
+    while message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.3):
+        heard.append(message["data"].decode())
+    await pubsub.aclose()
+    return heard
+
+
+async def test_a_commit_is_published_only_while_another_box_follows_the_session(
+    two_servers: Any, redis_server: Any
+) -> None:
+    """The box that commits hears of it directly: pub/sub is for the others, and a click
+    followed nowhere else publishes nothing (it was a tenth of the Redis store's CPU)."""
+    a, b = two_servers
+    raw = aioredis.Redis.from_url(redis_server.url)
+    on_a = await Client.connect(a.ws_url)
+    await on_a.until(lambda f: f.get("seq") == 1)
+    sid = on_a.session
+    assert await raw.smembers(f"fe:{{{sid}}}:w") == {a.runtime.store.instance.encode()}
+    alone = await _published(raw, sid, lambda: on_a.act({"type": "choose", "option": "sizes"}))
+    assert alone == []
+    on_b = await Client.connect(b.ws_url, session=sid, last_seq=on_a.events[-1]["seq"])
+    await eventually(lambda: _members(raw, sid, 2), timeout=5)  # b follows it once open
+    watchers = {s.runtime.store.instance.encode() for s in (a, b)}
+    assert await raw.smembers(f"fe:{{{sid}}}:w") == watchers
+    acks: list[dict[str, Any]] = []
+
+    async def click() -> None:
+        acks.append(await on_a.act({"type": "choose", "option": "tops"}))
+
+    shared = await _published(raw, sid, click)
+    assert shared == [f"{acks[0]['seq']}:{a.runtime.store.instance}"]
+    await on_b.until(lambda f: f.get("seq") == acks[0]["seq"])
+    # The tab on b leaves: b is out of the set, and a's clicks publish nothing again.
+    await on_b.close()
+    await eventually(lambda: _members(raw, sid, 1), timeout=5)
+    assert (
+        await _published(raw, sid, lambda: on_a.act({"type": "choose", "option": "another"})) == []
+    )
+    await on_a.close()
+    await raw.aclose()
+
+
+async def _members(raw: Any, sid: str, n: int) -> bool:
+    return len(await raw.smembers(f"fe:{{{sid}}}:w")) == n
+
+
+async def test_a_box_whose_registration_was_lost_registers_again_when_redis_comes_back(
+    two_servers: Any, redis_server: Any
+) -> None:
+    """A watchers set lost with a Redis (a restart without the last writes, a failover to a
+    replica that never had them): each box puts itself back when its pub/sub reconnects, so
+    the tab on the other box still hears of every click."""
+    a, b = two_servers
+    on_a = await Client.connect(a.ws_url)
+    await on_a.until(lambda f: f.get("seq") == 1)
+    on_b = await Client.connect(b.ws_url, session=on_a.session)
+    await on_b.until(lambda f: f.get("seq") == 1)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    await raw.delete(f"fe:{{{on_a.session}}}:w")
+    await raw.aclose()
+    redis_server.stop()
+    redis_server.start()
+    raw = aioredis.Redis.from_url(redis_server.url)
+    await eventually(lambda: _members(raw, on_a.session, 2), timeout=15)
+    await raw.aclose()
+    ack = await on_a.act({"type": "choose", "option": "sizes"}, timeout=15)
+    await on_b.until(lambda f: f.get("seq") == ack["seq"], timeout=5)
+    assert [e["seq"] for e in on_b.events] == list(range(1, ack["seq"] + 1))
+    await on_a.close()
+    await on_b.close()
 
 
 async def test_pinned_flow_versions_follow_the_session_across_boxes(

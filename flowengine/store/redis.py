@@ -5,6 +5,8 @@ Keys (one session's keys share the hash tag `{sid}`, so Redis Cluster keeps them
     fe:{sid}:s      hash   state (JSON), rev, seq, at          TTL: the session's idle time
     fe:{sid}:log    list   transcript events (JSON), index = seq - 1    same TTL
     fe:{sid}:act    set    client action ids already applied             same TTL
+    fe:{sid}:w      set    the instances following the session (a socket or console there)
+                    same TTL; a commit publishes only if one other than its own is in it
     fe:v:<version>  string a flow version's sources (JSON)       TTL: refreshed while in use
     fe:{insights}:events  stream analytics events, up to 50 an entry   capped (MAXLEN ~
                     10,000 entries); the consumer group `insights` folds it into the
@@ -109,10 +111,15 @@ local ttl = tonumber(ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ttl) end
 -- ARGV[7]: "PUBLISH <channel>", "SPUBLISH <channel>" (Cluster), or '' (told after WAIT)
 if n > 0 and ARGV[7] ~= '' then
-  local command, channel = string.match(ARGV[7], '^(%S+) (.+)$')
-  redis.call(command, channel, newseq .. ':' .. ARGV[3])
+  -- Only if another instance follows the session: this one hears of its own commits directly.
+  local others = redis.call('SCARD', KEYS[4])
+  if others > 1 or (others == 1 and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0) then
+    local command, channel = string.match(ARGV[7], '^(%S+) (.+)$')
+    redis.call(command, channel, newseq .. ':' .. ARGV[3])
+  end
 end
 return {'ok', newrev, newseq}
 """
@@ -202,14 +209,32 @@ _MOVED = (MovedError, AskError, ClusterDownError, TryAgainError, ReadOnlyError)
 RECONCILE_EVERY = 2.0  # seconds (replicated topologies only)
 
 # The highest seq of a session known to be on a replica (written after WAIT; never lowered).
+# Then, as the commit script does without WAIT, tell the other instances following it.
+# KEYS: the state hash, the watchers set; ARGV: the seq, this instance, "[S]PUBLISH <channel>".
 _MARK = """
 local seq = tonumber(ARGV[1])
 local known = tonumber(redis.call('HGET', KEYS[1], 'aseq') or '0')
 if redis.call('EXISTS', KEYS[1]) == 1 and known < seq then
   redis.call('HSET', KEYS[1], 'aseq', seq)
 end
+local others = redis.call('SCARD', KEYS[2])
+if others > 1 or (others == 1 and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0) then
+  local command, channel = string.match(ARGV[3], '^(%S+) (.+)$')
+  redis.call(command, channel, seq .. ':' .. ARGV[2])
+end
 return 1
 """
+
+# An instance follows a session: in its watchers set, kept as long as the session (at least
+# ARGV[2] ms: a session not stored yet). KEYS: the watchers set, the state hash.
+_WATCH = """
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl < tonumber(ARGV[2]) then ttl = tonumber(ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+"""
+WATCH_FLOOR_MS = 3_600_000  # a watchers set outlives a session that is not stored yet
 
 # A key's TTL set again as it is: a write (replicated) that changes nothing.
 _TOUCH = """
@@ -309,8 +334,9 @@ def _parsed(entries: list[tuple[str, str]]) -> list[list[Any]]:
     return out
 
 
-def _keys(sid: str) -> tuple[str, str, str]:
-    return f"fe:{{{sid}}}:s", f"fe:{{{sid}}}:log", f"fe:{{{sid}}}:act"
+def _keys(sid: str) -> tuple[str, str, str, str]:
+    """A session's state, log, applied action ids and watchers (one hash tag: one slot)."""
+    return f"fe:{{{sid}}}:s", f"fe:{{{sid}}}:log", f"fe:{{{sid}}}:act", f"fe:{{{sid}}}:w"
 
 
 def _first_seq(events: list[dict[str, Any]]) -> int:
@@ -401,6 +427,7 @@ class RedisStore:
             self._write_commits
         )
         self._mark = self._redis.register_script(_MARK)
+        self._watch = self._redis.register_script(_WATCH)
         self._transition = self._redis.register_script(_TRANSITION)
         self._put = self._redis.register_script(_PUT)
         self._update_ticket = self._redis.register_script(_UPDATE_TICKET)
@@ -427,10 +454,11 @@ class RedisStore:
         self.sharded = self.cluster and sharded_pubsub
         self._publish = "SPUBLISH" if self.sharded else "PUBLISH"
         self.instance = secrets.token_hex(6)
+        self._watch_args = [self.instance, WATCH_FLOOR_MS]
 
     # -- sessions ------------------------------------------------------------------------
     async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
-        state_key, _, actions_key = _keys(sid)
+        state_key, _, actions_key, _ = _keys(sid)
         try:
             if action_id is None:
                 data, applied = await self._redis.hgetall(state_key), False
@@ -767,7 +795,15 @@ class RedisStore:
     async def watch(self, sid: str) -> None:
         self._watched[sid] = self._watched.get(sid, 0) + 1
         if self._watched[sid] == 1:
+            # Subscribed, then in the watchers set, then (the caller) the log read: a commit
+            # before the set has it is in that read; one after it publishes, and is heard.
             await self._subscribe(sid)
+            try:
+                await self._watch(keys=[_keys(sid)[3], _keys(sid)[0]], args=self._watch_args)
+            except topology.FAILURES:
+                raise_if_cancelled()
+                log.warning("pub/sub unavailable; session updates resume when Redis is back")
+                self._stale = True  # the pump subscribes and registers everything again
 
     async def unwatch(self, sid: str) -> None:
         left = self._watched.get(sid, 0) - 1
@@ -776,6 +812,8 @@ class RedisStore:
             return
         self._watched.pop(sid, None)
         self._known_seq.pop(sid, None)
+        with contextlib.suppress(*topology.FAILURES):  # else it expires with the session
+            await self._redis.srem(_keys(sid)[3], self.instance)
         if self._pubsub is not None:
             with contextlib.suppress(*topology.FAILURES, RuntimeError):
                 if self.sharded:
@@ -786,28 +824,18 @@ class RedisStore:
     def _channel(self, sid: str) -> str:
         return channel(sid, self.sharded)
 
-    async def _notify(self, sid: str, data: str) -> None:
-        """Tell every instance watching `sid` (a hint: a lost one is repaired by a re-read)."""
-        try:
-            if self.sharded:
-                await self._redis.spublish(self._channel(sid), data)
-            else:
-                await self._redis.publish(self._channel(sid), data)
-        except Exception as exc:  # a hint; redis-py's cluster client may raise anything
-            log.warning("a notification was not sent (%s)", type(exc).__name__)
-
     async def _acknowledged(self, sid: str, seq: int) -> None:
         """On a replicated topology, after WAIT: record seq `seq` of `sid` as replicated (the
         `aseq` field, which is what the reconciler reads: never a seq a failover may still
         lose) and tell the other instances. If that fails (the node is going), it is done
         again by the reconciler until it works: a watcher is never left behind for good."""
         try:
-            await self._mark(keys=[_keys(sid)[0]], args=[seq])
+            state_key, _, _, watchers_key = _keys(sid)
+            tell = f"{self._publish} {self._channel(sid)}"
+            await self._mark(keys=[state_key, watchers_key], args=[seq, self.instance, tell])
         except Exception as exc:
             log.warning("a replicated seq was not recorded yet (%s)", type(exc).__name__)
             self._unmarked[sid] = max(seq, self._unmarked.get(sid, 0))
-            return
-        await self._notify(sid, f"{seq}:{self.instance}")
 
     async def _listen(self, *sids: str) -> None:
         channels = [self._channel(s) for s in sids]
@@ -832,6 +860,22 @@ class RedisStore:
         replicated = self.topology.replicated
         if replicated and (self._reconciler is None or self._reconciler.done()):
             self._reconciler = asyncio.create_task(self._reconcile())
+
+    async def _register(self, sids: list[str]) -> None:
+        """Put this instance in the watchers sets of `sids` again (after a reconnect: a Redis
+        that restarted, or a new primary that never had the set)."""
+        for i in range(0, len(sids), 500):
+            chunk = sids[i : i + 500]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in chunk:
+                    keys = _keys(sid)
+                    pipe.evalsha(self._watch.sha, 2, keys[3], keys[0], *self._watch_args)
+                results = await pipe.execute(raise_on_error=False)
+            for sid, result in zip(chunk, results, strict=True):
+                if isinstance(result, NoScriptError):  # a new server: the script loads itself
+                    await self._watch(keys=[_keys(sid)[3], _keys(sid)[0]], args=self._watch_args)
+                elif isinstance(result, BaseException):
+                    raise result
 
     def _new_pubsub(self) -> Any:
         # Sharded: subscription messages are read, as a `sunsubscribe` nobody asked for is how
@@ -928,7 +972,9 @@ class RedisStore:
         self._pubsub = self._new_pubsub()
         try:
             await self._listen(*(self._watched or ["-"]))  # "-": keep the connection subscribed
+            await self._register(list(self._watched))
         except topology.FAILURES:
+            raise_if_cancelled()
             return False
         if self._listener is not None:
             for sid in list(self._watched):
@@ -1079,7 +1125,7 @@ class RedisStore:
             self._handoff_names.popitem(last=False)
 
     async def chat_view(self, sid: str, limit: int = 5000) -> ChatView:
-        state_key, log_key, _ = _keys(sid)
+        state_key, log_key, _, _ = _keys(sid)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(state_key)
             pipe.lrange(log_key, 0, limit - 1)
