@@ -10,6 +10,7 @@ sweep, the console's queue ticker, analytics) are not counted.
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from flowengine.handoff.accounts import Account
 from flowengine.handoff.passwords import hash_password
 from flowengine.server import shopper_socket
 from flowengine.server.config import ServerConfig
-from tests.app_server import AppServer
+from tests.app_server import AppServer, running
 from tests.server_process import Agent, Client
 
 _counting: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -159,9 +160,44 @@ async def test_a_claim_is_at_most_four_round_trips(
         assert assigned["seq"] in seqs  # the agent's transcript already has it
         assert calls == {"transition": 1, "chat_view": 1, "commit": 1}, calls
         if kind == "redis":
-            # transition script, one pipelined read, the commit script, and the subscription
-            # that makes this box hear of the chat's news
+            # transition script, one pipelined read, the commit script, the queue read that
+            # updates the consoles (this box already follows the session: no subscription)
             assert len(sent) <= 4, [c.split("\r\n")[2] for c in sent]
         await alice.close()
         await shopper.close()
         await first.close()
+
+
+async def test_a_claim_on_a_box_that_did_not_follow_the_session_yet(
+    redis_server: Any, round_trips: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The shopper on one box, the agent on another: the claim also subscribes the agent's box
+    to the session and puts it in the session's watchers set, so that the shopper's messages on
+    the other box are published to it (and are: the agent sees the next one)."""
+    redis_server.flush()
+    config = ServerConfig(
+        redis_url=redis_server.url, handoff_config=None, agents_file=str(tmp_path / "a.json")
+    )
+    shop, desk = AppServer(config), AppServer(config)
+    async with running(shop, desk):
+        alice = await _agent(desk, "alice", ("general",))
+        first = await _waiting_shopper(shop)
+        await alice.act({"type": "claim", "session": first.session})  # Redis caches the scripts
+        shopper = await _waiting_shopper(shop)
+        sent: list[str] = []
+        _counted(monkeypatch, agent_socket.HANDLERS, "claim", sent)
+        ack = await alice.act({"type": "claim", "session": shopper.session})
+        assert ack["type"] == "ack", ack
+        commands = [c.split("\r\n")[2] for c in sent]
+        # The four of a claim on the session's own box (transition, read, commit, the queue
+        # read that updates the consoles), and: the subscription, this box's entry in the
+        # session's watchers set, and a read of the handoff record this box has not cached.
+        assert len(sent) <= 7, commands
+        assert commands[0] == "SUBSCRIBE" and ":w\r\n" in sent[1], commands
+        await shopper.until(lambda f: f.get("status") == "assigned")
+        await shopper.send({"type": "text", "id": "t1", "text": "is anyone there?"})
+        await alice.until(
+            lambda f: f["type"] == "event" and "anyone there" in json.dumps(f), timeout=5
+        )
+        for c in (alice, shopper, first):
+            await c.close()

@@ -22,7 +22,7 @@ from flowengine.handoff.accounts import Account
 from flowengine.handoff.passwords import hash_password
 from flowengine.server.config import ServerConfig
 from tests.app_server import AppServer, Clock, running
-from tests.server_process import Agent, Client
+from tests.server_process import Agent, Client, eventually
 
 PASSWORD = "correct-horse-battery"
 
@@ -344,6 +344,12 @@ async def test_the_chats_of_an_agent_who_left_go_back_to_the_front_of_the_queue(
     a, b = boxes
     alice, shopper = await _held(a, b)
     await alice.close()  # her laptop closes
+
+    async def gone() -> bool:  # her box has seen it (the grace counts from then)
+        online = await a.runtime.store.online(clock())
+        return online.get("alice", {}).get("status") == "gone"
+
+    await eventually(gone)
     clock.advance(60)  # within the grace: still hers
     await asyncio.sleep(1.5)
     record = await a.runtime.store.get_handoff(shopper.session or "")

@@ -517,7 +517,7 @@ async def test_cluster_live_updates_stay_in_the_sessions_shard_and_follow_a_fail
             elif port != owner.port:
                 assert shard == before[port][1], f"node {port} of another shard received it"
         # The contrast: a plain PUBLISH (sent to any node) reaches every other node.
-        await broadcaster._notify(one, "0:elsewhere")
+        await broadcaster._redis.publish(broadcaster._channel(one), "0:elsewhere")
         await eventually(
             lambda: (
                 sum(c[0] > before[p][0] for p, c in _bus(cluster).items())

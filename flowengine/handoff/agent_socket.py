@@ -332,11 +332,12 @@ async def _agent_socket(ws: WebSocket, runtime: Runtime, ip: str) -> None:
     finally:
         conn.closed = True
         ticker.cancel()
-        await runtime.hub.detach(logins(username), conn)
         # Offline at once, not 30 s later: new chats must not queue for an agent who left
-        # (another console of theirs marks them online again within a second).
+        # (another console of theirs marks them online again within a second). First: the
+        # time they left starts their chats' grace.
         with contextlib.suppress(StoreUnavailable):
             await conn.runtime.handoffs.went_away(conn.account, conn.info())
+        await runtime.hub.detach(logins(username), conn)
         for sid in list(conn.sent):
             await runtime.hub.detach(sid, conn)
 

@@ -146,8 +146,10 @@ class Follower:
         self.closed = False
         self.batch = False  # the client reads `batch` frames (it said so in its hello)
         self._outbox: list[frames.Frame] | None = None  # frames held for one `batch` frame
-        self.acting: str | None = None  # the session this socket is applying an action to
-        self.missed: int | None = None  # news of it the Hub did not wake it for meanwhile
+        # The session this socket is applying an action to, and the task doing it: the Hub
+        # does not wake it for that task's own commit (`acting_on`), whose seq is `missed`.
+        self.acting: tuple[str, asyncio.Task[Any] | None] | None = None
+        self.missed: int | None = None
 
     def wrap(self, sid: str, event: frames.Frame) -> frames.Frame:
         return event
@@ -185,19 +187,28 @@ class Follower:
 
     @contextlib.asynccontextmanager
     async def acting_on(self, sid: str) -> AsyncIterator[None]:
-        """While this socket applies its own action to `sid`, the Hub does not wake it for the
-        commit: it sends those events itself, in its answer (a task per click that only found
-        them sent). News it was told of meanwhile (`missed`: another socket's commit, or one
-        this socket did not send, as when it failed) is caught up on the way out."""
-        self.acting, self.missed = sid, None
+        """While this socket applies its own action to `sid`, the Hub does not wake it for that
+        action's commit: it sends those events itself, in its answer (a task per click that
+        only found them sent). If it did not (it failed between the commit and its answer),
+        it catches up on the way out. Any other news (another tab's commit, a hint from
+        another box, a reconnect) wakes it as always, at once."""
+        self.acting, self.missed = (sid, asyncio.current_task()), None
         try:
             yield
         finally:
             self.acting = None
             missed, self.missed = self.missed, None
-            if missed is not None and (missed < 0 or missed > self.sent.get(sid, missed)):
+            if missed is not None and missed > self.sent.get(sid, missed):
                 with contextlib.suppress(Exception):  # as the Hub's own news: caught up later
                     await self.news(sid, missed)
+
+    def own_commit(self, sid: str, seq: int) -> bool:
+        """Is this commit of `sid` the one this socket's action is making (told in its task)?
+        If so it is noted, not sent: the action sends it (`acting_on`)."""
+        if seq < 0 or self.acting is None or self.acting != (sid, asyncio.current_task()):
+            return False
+        self.missed = max(seq, self.missed or 0)
+        return True
 
     async def signal(self, sid: str, payload: dict[str, Any]) -> None:
         """Something not stored happened in `sid` (typing, a note)."""

@@ -82,9 +82,7 @@ class Hub:
 
     def committed(self, sid: str, seq: int, events: tuple[frames.Frame, ...] | None) -> None:
         for follower in list(self.followers.get(sid, ())):
-            if follower.acting == sid:  # it catches up itself (`Follower.acting_on`)
-                missed = follower.missed
-                follower.missed = -1 if seq < 0 or missed == -1 else max(seq, missed or 0)
+            if follower.own_commit(sid, seq):  # it sends these itself, in its answer
                 continue
             self.tasks.spawn(_quietly(follower.news(sid, seq, events)))
 

@@ -64,7 +64,10 @@ class ShopperSocket(Follower):
     async def receive(self, timeout: float | None = None) -> str | None:
         """The next text frame within the socket's rate; None for a frame refused (over the
         rate, binary, oversized), after an error frame where one is due."""
-        message = await asyncio.wait_for(self.ws.receive(), timeout)
+        if timeout is None:  # in a conversation: no wait_for, a coroutine less per frame
+            message = await self.ws.receive()
+        else:
+            message = await asyncio.wait_for(self.ws.receive(), timeout)
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         text: str | None = message.get("text")

@@ -863,19 +863,30 @@ class RedisStore:
 
     async def _register(self, sids: list[str]) -> None:
         """Put this instance in the watchers sets of `sids` again (after a reconnect: a Redis
-        that restarted, or a new primary that never had the set)."""
-        for i in range(0, len(sids), 500):
-            chunk = sids[i : i + 500]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for sid in chunk:
-                    keys = _keys(sid)
-                    pipe.evalsha(self._watch.sha, 2, keys[3], keys[0], *self._watch_args)
-                results = await pipe.execute(raise_on_error=False)
-            for sid, result in zip(chunk, results, strict=True):
-                if isinstance(result, NoScriptError):  # a new server: the script loads itself
-                    await self._watch(keys=[_keys(sid)[3], _keys(sid)[0]], args=self._watch_args)
-                elif isinstance(result, BaseException):
-                    raise result
+        that restarted, or a new primary that never had the set): pipelined, per node on
+        Cluster (whose client refuses scripts in its own pipelines)."""
+        groups: dict[str, list[str]] = {"": sids}
+        if self.cluster:
+            await self._redis.initialize()  # the slot map (no-op once known)
+            groups = {}
+            for sid in sids:
+                node = self._redis.get_node_from_key(_keys(sid)[3]).name
+                groups.setdefault(node, []).append(sid)
+        for group in groups.values():
+            for i in range(0, len(group), 500):
+                chunk = group[i : i + 500]
+                key = _keys(chunk[0])[3]
+                commands = [
+                    ("EVALSHA", self._watch.sha, 2, _keys(s)[3], _keys(s)[0], *self._watch_args)
+                    for s in chunk
+                ]
+                results = await self._on_one_connection(key, commands)
+                if any(isinstance(r, NoScriptError) for r in results):  # a new server
+                    await self._load_script(key, _WATCH)
+                    results = await self._on_one_connection(key, commands)
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
 
     def _new_pubsub(self) -> Any:
         # Sharded: subscription messages are read, as a `sunsubscribe` nobody asked for is how
