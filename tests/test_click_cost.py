@@ -131,6 +131,20 @@ async def _waiting_shopper(server: AppServer) -> Client:
     return shopper
 
 
+async def _one_claimed(
+    monkeypatch: pytest.MonkeyPatch, desk: AppServer, shop: AppServer
+) -> tuple[Agent, Client, Client, list[str]]:
+    """alice, on `desk`, has claimed one chat (Redis has cached the scripts), and a second
+    shopper waits on `shop`; what alice's next claim sends to Redis goes into the list."""
+    alice = await _agent(desk, "alice", ("general",))
+    first = await _waiting_shopper(shop)
+    await alice.act({"type": "claim", "session": first.session})
+    shopper = await _waiting_shopper(shop)
+    sent: list[str] = []
+    _counted(monkeypatch, agent_socket.HANDLERS, "claim", sent)
+    return alice, first, shopper, sent
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_claim_is_at_most_four_round_trips(
     kind: str, redis_server: Any, round_trips: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
@@ -142,12 +156,7 @@ async def test_a_claim_is_at_most_four_round_trips(
         redis_url=url, handoff_config=None, agents_file=str(tmp_path / "agents.json")
     )
     async with AppServer(config) as server:
-        alice = await _agent(server, "alice", ("general",))
-        first = await _waiting_shopper(server)
-        await alice.act({"type": "claim", "session": first.session})  # Redis caches the scripts
-        shopper = await _waiting_shopper(server)
-        sent: list[str] = []
-        _counted(monkeypatch, agent_socket.HANDLERS, "claim", sent)
+        alice, first, shopper, sent = await _one_claimed(monkeypatch, server, server)
         calls = _count_store_calls(server, monkeypatch)
         ack = await alice.act({"type": "claim", "session": shopper.session})
         assert ack["type"] == "ack", ack
@@ -180,12 +189,7 @@ async def test_a_claim_on_a_box_that_did_not_follow_the_session_yet(
     )
     shop, desk = AppServer(config), AppServer(config)
     async with running(shop, desk):
-        alice = await _agent(desk, "alice", ("general",))
-        first = await _waiting_shopper(shop)
-        await alice.act({"type": "claim", "session": first.session})  # Redis caches the scripts
-        shopper = await _waiting_shopper(shop)
-        sent: list[str] = []
-        _counted(monkeypatch, agent_socket.HANDLERS, "claim", sent)
+        alice, first, shopper, sent = await _one_claimed(monkeypatch, desk, shop)
         ack = await alice.act({"type": "claim", "session": shopper.session})
         assert ack["type"] == "ack", ack
         commands = [c.split("\r\n")[2] for c in sent]
