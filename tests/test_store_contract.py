@@ -179,6 +179,37 @@ async def test_watchers_hear_of_commits(store: Store) -> None:
     assert await store.ping()
 
 
+async def test_a_reload_on_one_instance_keeps_it_following_the_session(redis_server: Any) -> None:
+    """A reload: the new socket's watch runs while the old socket's unwatch is still under way
+    (the Hub's last follower left, a new one came). The instance must end subscribed and in
+    the session's watchers set, so another instance's commits reach it; with watch and unwatch
+    interleaved, the unwatch's unsubscribe and SREM landed after the watch's subscribe and
+    SADD, and it heard nothing more of the session."""
+    redis_server.flush()
+    here, there = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    heard: list[int] = []
+
+    class Listener:
+        def committed(self, sid: str, seq: int, events: object) -> None:
+            heard.append(seq)
+
+        def signalled(self, sid: str, payload: object) -> None:
+            pass
+
+    here.set_listener(Listener())
+    try:
+        await there.commit("r", 0, {}, [ev(1)], action_id=None, ttl=60, now=0)
+        await here.watch("r")
+        for n in range(2, 7):  # a few reloads, each a last unwatch racing a first watch
+            await asyncio.gather(here.unwatch("r"), here.watch("r"))
+            assert await there._redis.smembers("fe:{r}:w") == {here.instance}
+            await there.commit("r", n - 1, {}, [ev(n)], action_id=None, ttl=60, now=0)
+            await eventually(lambda n=n: n in heard, timeout=3)
+    finally:
+        await here.close()
+        await there.close()
+
+
 async def test_redis_that_goes_away_and_comes_back(redis_server: Any) -> None:
     redis_server.flush()
     store = RedisStore(redis_server.url, timeout=0.5)

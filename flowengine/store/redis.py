@@ -40,7 +40,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import (
@@ -436,6 +436,7 @@ class RedisStore:
         self._forget_consumers = self._redis.register_script(_FORGET_CONSUMERS)
         self._group_ready = False
         self._watched: dict[str, int] = {}
+        self._following: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # `_one_at_a_time`
         self._listener: Listener | None = None
         self._pubsub: Any = None
         self._pump: asyncio.Task[None] | None = None
@@ -793,8 +794,10 @@ class RedisStore:
         self._listener = listener
 
     async def watch(self, sid: str) -> None:
-        self._watched[sid] = self._watched.get(sid, 0) + 1
-        if self._watched[sid] == 1:
+        async with self._one_at_a_time(sid):
+            self._watched[sid] = self._watched.get(sid, 0) + 1
+            if self._watched[sid] > 1:
+                return
             # Subscribed, then in the watchers set, then (the caller) the log read: a commit
             # before the set has it is in that read; one after it publishes, and is heard.
             await self._subscribe(sid)
@@ -806,20 +809,40 @@ class RedisStore:
                 self._stale = True  # the pump subscribes and registers everything again
 
     async def unwatch(self, sid: str) -> None:
-        left = self._watched.get(sid, 0) - 1
-        if left > 0:
-            self._watched[sid] = left
-            return
-        self._watched.pop(sid, None)
-        self._known_seq.pop(sid, None)
-        with contextlib.suppress(*topology.FAILURES):  # else it expires with the session
-            await self._redis.srem(_keys(sid)[3], self.instance)
-        if self._pubsub is not None:
-            with contextlib.suppress(*topology.FAILURES, RuntimeError):
-                if self.sharded:
-                    await self._pubsub.sunsubscribe(self._channel(sid))
-                else:
-                    await self._pubsub.unsubscribe(self._channel(sid))
+        async with self._one_at_a_time(sid):
+            left = self._watched.get(sid, 0) - 1
+            if left > 0:
+                self._watched[sid] = left
+                return
+            self._watched.pop(sid, None)
+            self._known_seq.pop(sid, None)
+            with contextlib.suppress(*topology.FAILURES):  # else it expires with the session
+                await self._redis.srem(_keys(sid)[3], self.instance)
+            if self._pubsub is not None:
+                with contextlib.suppress(*topology.FAILURES, RuntimeError):
+                    if self.sharded:
+                        await self._pubsub.sunsubscribe(self._channel(sid))
+                    else:
+                        await self._pubsub.unsubscribe(self._channel(sid))
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, sid: str) -> AsyncIterator[None]:
+        """`watch` and `unwatch` of one session in turn: a reload's new socket watching while
+        its old one unwatches must not have the unwatch's SREM land after its SADD (two
+        connections: Redis may take them in either order), nor its unsubscribe after its
+        subscribe, which left this process following the session deaf to it."""
+        entry = self._following.get(sid)
+        if entry is None:
+            entry = self._following[sid] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._following[sid]
 
     def _channel(self, sid: str) -> str:
         return channel(sid, self.sharded)
