@@ -192,7 +192,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+        if message["type"] == "websocket.accept":
+            # uvicorn keeps the handshake's request and response (their headers) for the
+            # connection's life and never reads them again: ~3 KiB per idle socket.
+            self.request = self.response = None  # type: ignore[assignment]
+        elif message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # A refusal (429) is a finished handshake: uvicorn would log an ERROR
             # ("returned without completing handshake") for each one.
             self.handshake_complete = True
