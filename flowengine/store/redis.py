@@ -80,7 +80,22 @@ EVENTS_MAXLEN = 10_000  # entries: at most 500,000 events
 CONSUMER_GONE = 3600.0  # s: a consumer holding nothing, not heard of this long, is forgotten
 CONSUME_ENTRIES = 20  # entries folded per script call: at most 1,000 events
 
-_COMMIT = """
+# Publish "<seq>:<instance>" with `tell` ("PUBLISH <channel>" or "SPUBLISH <channel>"), only if
+# an instance other than `me` is in the session's watchers set: the committing one hears of its
+# own commits directly. Shared by the commit script and the mark (after WAIT).
+_TELL_OTHERS = """
+local function tell_others(watchers, me, tell, seq)
+  local others = redis.call('SCARD', watchers)
+  if others > 1 or (others == 1 and redis.call('SISMEMBER', watchers, me) == 0) then
+    local command, channel = string.match(tell, '^(%S+) (.+)$')
+    redis.call(command, channel, seq .. ':' .. me)
+  end
+end
+"""
+
+_COMMIT = (
+    _TELL_OTHERS
+    + """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 local expected = ARGV[1]
@@ -113,16 +128,10 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) e
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ttl) end
 -- ARGV[7]: "PUBLISH <channel>", "SPUBLISH <channel>" (Cluster), or '' (told after WAIT)
-if n > 0 and ARGV[7] ~= '' then
-  -- Only if another instance follows the session: this one hears of its own commits directly.
-  local others = redis.call('SCARD', KEYS[4])
-  if others > 1 or (others == 1 and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0) then
-    local command, channel = string.match(ARGV[7], '^(%S+) (.+)$')
-    redis.call(command, channel, newseq .. ':' .. ARGV[3])
-  end
-end
+if n > 0 and ARGV[7] ~= '' then tell_others(KEYS[4], ARGV[3], ARGV[7], newseq) end
 return {'ok', newrev, newseq}
 """
+)
 
 
 # Entries consumed exactly once: each entry's increments are added only if its XACK
@@ -211,19 +220,18 @@ RECONCILE_EVERY = 2.0  # seconds (replicated topologies only)
 # The highest seq of a session known to be on a replica (written after WAIT; never lowered).
 # Then, as the commit script does without WAIT, tell the other instances following it.
 # KEYS: the state hash, the watchers set; ARGV: the seq, this instance, "[S]PUBLISH <channel>".
-_MARK = """
+_MARK = (
+    _TELL_OTHERS
+    + """
 local seq = tonumber(ARGV[1])
 local known = tonumber(redis.call('HGET', KEYS[1], 'aseq') or '0')
 if redis.call('EXISTS', KEYS[1]) == 1 and known < seq then
   redis.call('HSET', KEYS[1], 'aseq', seq)
 end
-local others = redis.call('SCARD', KEYS[2])
-if others > 1 or (others == 1 and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0) then
-  local command, channel = string.match(ARGV[3], '^(%S+) (.+)$')
-  redis.call(command, channel, seq .. ':' .. ARGV[2])
-end
+tell_others(KEYS[2], ARGV[2], ARGV[3], seq)
 return 1
 """
+)
 
 # An instance follows a session: in its watchers set, kept as long as the session (at least
 # ARGV[2] ms: a session not stored yet). KEYS: the watchers set, the state hash.
@@ -521,19 +529,26 @@ class RedisStore:
         connection) got."""
         if not self.cluster:
             return await self._commits_on_one_connection(batch)
-        await self._redis.initialize()  # the slot map, on a first command (no-op after)
-        groups: dict[str, list[int]] = {}
-        for i, (keys, _) in enumerate(batch):
-            groups.setdefault(self._redis.get_node_from_key(keys[0]).name, []).append(i)
+        groups = await self._by_node([keys[0] for keys, _ in batch])
         out: list[list[Any] | BaseException] = [RedisError("not written")] * len(batch)
         answers = await asyncio.gather(
-            *(self._commits_on_one_connection([batch[i] for i in ix]) for ix in groups.values()),
+            *(self._commits_on_one_connection([batch[i] for i in ix]) for ix in groups),
             return_exceptions=True,
         )
-        for ix, answer in zip(groups.values(), answers, strict=True):
+        for ix, answer in zip(groups, answers, strict=True):
             for n, i in enumerate(ix):
                 out[i] = answer if isinstance(answer, BaseException) else answer[n]
         return out
+
+    async def _by_node(self, keys: list[str]) -> list[list[int]]:
+        """The indexes of `keys`, grouped by the node that holds each (one group off Cluster)."""
+        if not self.cluster:
+            return [list(range(len(keys)))]
+        await self._redis.initialize()  # the slot map, on a first command (no-op after)
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(self._redis.get_node_from_key(key).name, []).append(i)
+        return list(groups.values())
 
     async def _commits_on_one_connection(
         self, batch: Sequence[tuple[list[str], list[Any]]]
@@ -802,7 +817,7 @@ class RedisStore:
             # before the set has it is in that read; one after it publishes, and is heard.
             await self._subscribe(sid)
             try:
-                await self._watch(keys=[_keys(sid)[3], _keys(sid)[0]], args=self._watch_args)
+                await self._register([sid])
             except topology.FAILURES:
                 raise_if_cancelled()
                 log.warning("pub/sub unavailable; session updates resume when Redis is back")
@@ -885,17 +900,11 @@ class RedisStore:
             self._reconciler = asyncio.create_task(self._reconcile())
 
     async def _register(self, sids: list[str]) -> None:
-        """Put this instance in the watchers sets of `sids` again (after a reconnect: a Redis
-        that restarted, or a new primary that never had the set): pipelined, per node on
-        Cluster (whose client refuses scripts in its own pipelines)."""
-        groups: dict[str, list[str]] = {"": sids}
-        if self.cluster:
-            await self._redis.initialize()  # the slot map (no-op once known)
-            groups = {}
-            for sid in sids:
-                node = self._redis.get_node_from_key(_keys(sid)[3]).name
-                groups.setdefault(node, []).append(sid)
-        for group in groups.values():
+        """Put this instance in the watchers sets of `sids`: one on `watch`, every watched one
+        after a reconnect (a Redis that restarted, a new primary that never had the set).
+        Pipelined, per node on Cluster (whose client refuses scripts in its own pipelines)."""
+        for ix in await self._by_node([_keys(sid)[3] for sid in sids]):
+            group = [sids[i] for i in ix]
             for i in range(0, len(group), 500):
                 chunk = group[i : i + 500]
                 key = _keys(chunk[0])[3]
