@@ -127,6 +127,36 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants (`--workers` children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        one = todo.pop()
+        total += times.get(one, 0.0)
+        todo.extend(children.get(one, []))
+    return total
+
+
+def _redis_cpu_seconds(redis_url: str | None) -> float:
+    if redis_url is None:
+        return 0.0
+    import redis
+
+    info = redis.Redis.from_url(redis_url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _frames(raw: str | bytes) -> list[dict]:  # type: ignore[type-arg]
     """The frames of one message: a `batch` frame's, or the frame itself (docs/protocol.md)."""
     frame = json.loads(raw)
@@ -322,12 +352,16 @@ class Run:
         self.rate = 0.0
         self.latencies: list[float] = []
         self.idle_kib: float | None = None
+        # CPU time per message, in µs, during the load: the server (with its workers), this
+        # client, and redis-server (when the run uses it).
+        self.cpu_us: dict[str, float] = {}
 
     def line(self) -> str:
         idle = f"  {self.idle_kib:5.1f} KiB/idle socket" if self.idle_kib is not None else ""
+        cpu = "  CPU µs/msg " + " ".join(f"{k} {v:.0f}" for k, v in self.cpu_us.items())
         return (
             f"{self.name:<44} {self.rate:8,.0f}/s  p50 {_pct(self.latencies, 50):7.2f} ms  "
-            f"p99 {_pct(self.latencies, 99):7.2f} ms{idle}"
+            f"p99 {_pct(self.latencies, 99):7.2f} ms{idle}{cpu}"
         )
 
 
@@ -340,6 +374,7 @@ async def _measure(  # type: ignore[no-untyped-def]
     seconds: float,
     idle: int = 0,
     hello: bool = True,
+    redis_url: str | None = None,
 ) -> Run:
     run = Run(name)
     try:
@@ -349,7 +384,17 @@ async def _measure(  # type: ignore[no-untyped-def]
         # hundred would reuse memory the load freed and read as cheaper than they are.
         if idle:
             run.idle_kib = await _idle(url, proc.pid, idle, hello=hello)
+        began = (
+            _cpu_seconds(proc.pid),
+            time.process_time(),
+            _redis_cpu_seconds(redis_url),
+        )
         run.rate, run.latencies = await _load(client, url, sessions, seconds)
+        ended = (_cpu_seconds(proc.pid), time.process_time(), _redis_cpu_seconds(redis_url))
+        messages = len(run.latencies) or 1
+        for key, a, b in zip(("server", "client", "redis"), began, ended, strict=True):
+            if redis_url is not None or key != "redis":
+                run.cpu_us[key] = (b - a) * 1e6 / messages
     finally:
         proc.terminate()
         proc.wait()
@@ -398,7 +443,13 @@ async def main() -> None:
             port = _port()
             proc = _baseline(port, "write_app", redis_url)
             runs["write"] = await _measure(
-                "bare socket + one Redis write", proc, port, _echo_client, n, secs
+                "bare socket + one Redis write",
+                proc,
+                port,
+                _echo_client,
+                n,
+                secs,
+                redis_url=redis_url,
             )
         if "embedded" in only:
             port = _port()
@@ -409,13 +460,26 @@ async def main() -> None:
             port = _port()
             proc = _serve(port, ["--redis-url", redis_url])
             runs["redis"] = await _measure(
-                "flowengine, Redis, 1 worker", proc, port, _flow_client, n, secs, args.idle
+                "flowengine, Redis, 1 worker",
+                proc,
+                port,
+                _flow_client,
+                n,
+                secs,
+                args.idle,
+                redis_url=redis_url,
             )
         if "redis2" in only:
             port = _port()
             proc = _serve(port, ["--redis-url", redis_url], workers=2)
             runs["redis2"] = await _measure(
-                "flowengine, Redis, 2 workers", proc, port, _flow_client, n, secs
+                "flowengine, Redis, 2 workers",
+                proc,
+                port,
+                _flow_client,
+                n,
+                secs,
+                redis_url=redis_url,
             )
         if "human" in only:
             port = _port()
@@ -447,6 +511,14 @@ async def main() -> None:
             f"p99 at {args.human} at a person's pace: "
             f"{_pct(runs['human'].latencies, 99):.1f} ms  (goal <= 25)"
         )
+    for mine, base in (("embedded", "echo"), ("redis", "write")):
+        a, b = r(mine), r(base)
+        if a and b:
+            print(
+                f"server CPU per message, {mine} / {base}: "
+                f"{a.cpu_us['server'] / b.cpu_us['server']:.1f}x  "
+                f"({a.cpu_us['server']:.0f} / {b.cpu_us['server']:.0f} µs)"
+            )
     for key in ("embedded", "redis"):
         run = r(key)
         if run and run.idle_kib is not None:
