@@ -18,6 +18,7 @@ from flowengine.store.memory import MemoryStore
 from flowengine.store.redis import RedisStore
 from flowengine.store.sqlite import SqliteStore
 from tests.app_server import Clock
+from tests.redis_server import RedisServer
 from tests.server_process import eventually
 
 
@@ -229,6 +230,32 @@ async def test_redis_that_goes_away_and_comes_back(redis_server: Any) -> None:
         assert (c.outcome, c.seq) == ("ok", 2)
     finally:
         await store.close()
+
+
+async def test_reads_right_after_a_redis_restart_do_not_fail_on_dropped_connections(
+    tmp_path: Path,
+) -> None:
+    """The pool still holds the connections the old server dropped; the first command on one
+    failed ("Connection closed by server") with Redis back up: a shopper reconnecting was
+    refused with `store_unavailable`. Reads (a hello's load, a catch-up's replay) take a fresh
+    connection instead. Its own server: it is restarted while the pool is full."""
+    server = RedisServer(tmp_path)
+    server.start()
+    store = RedisStore(server.url, max_connections=8)
+    try:
+        await store.commit("s", 0, {"n": 1}, [ev(1)], action_id=None, ttl=600, now=0)
+        for _ in range(3):  # eight pooled connections, all idle
+            await asyncio.gather(*(store.load("s") for _ in range(8)))
+        server.stop()
+        server.start()
+        for _ in range(6):
+            rec = await store.load("s")
+            assert rec is not None and rec.seq == 1  # appendonly: kept across the restart
+            assert [e["seq"] for e in await store.replay("s", 0)] == [1]
+            assert (await store.load("s", "no-such-action")) is not None  # the pipelined read
+    finally:
+        await store.close()
+        server.stop()
 
 
 # -- the handoff queue ---------------------------------------------------------------------
