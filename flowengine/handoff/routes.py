@@ -9,7 +9,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
 
 from ..server.runtime import Runtime
 from .agent_socket import agent_socket
@@ -107,5 +107,5 @@ ROUTES: list[BaseRoute] = [
     Route("/agent/console.css", console_css),
     Route("/agent/api/login", login, methods=["POST"]),
     Route("/agent/api/logout", logout, methods=["POST"]),
-    WebSocketRoute("/agent/ws", agent_socket),
 ]
+SOCKETS = {"/agent/ws": agent_socket}  # served straight from the app (`server.app.App`)

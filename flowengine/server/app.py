@@ -3,6 +3,7 @@ demo page and the widget are here; the agent console's routes come from `handoff
 insights dashboard's from `insights.routes`.
 
 create_app(ServerConfig(...))   -> an ASGI app (the process's state is app.state.runtime)
+App                             -> Starlette, with the sockets one call away from uvicorn
 flowengine serve                -> runs it on uvicorn (websockets, no per-message deflate)
 """
 
@@ -12,7 +13,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..handoff.routes import ROUTES as HANDOFF_ROUTES
+from ..handoff.routes import SOCKETS as HANDOFF_SOCKETS
 from ..insights.routes import ROUTES as INSIGHTS_ROUTES
 from . import redact
 from .config import ServerConfig
-from .connection import Abortable
+from .connection import make_abortable
 from .http_limits import BodyLimits
 from .runtime import Runtime
 from .shopper_socket import shopper_socket
@@ -89,9 +93,42 @@ def _static(request: Request, name: str, media_type: str) -> Response:
     return response
 
 
-def create_app(
-    config: ServerConfig | None = None, clock: Callable[[], float] = time.time
-) -> Starlette:
+SocketHandler = Callable[[WebSocket], Awaitable[None]]
+
+
+class App(Starlette):
+    """Starlette, except that a WebSocket to one of `sockets` goes straight to its handler.
+
+    A socket lives for hours and mostly waits: each layer between uvicorn and its handler
+    (Starlette's error pages, the middleware, the router, the route's session wrapper) is a
+    suspended coroutine the socket holds all that time, and a wrapper each of its frames
+    passes through. None of them does anything for a socket: an exception in a handler still
+    reaches uvicorn, which logs it and drops the connection. 5.4 KiB less per idle socket
+    (docs/benchmarks.md). Other WebSocket paths go through the router (and are refused).
+    """
+
+    def __init__(
+        self,
+        *,
+        sockets: Mapping[str, SocketHandler],
+        flooded: Callable[[Scope], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sockets = dict(sockets)
+        self.flooded = flooded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.sockets.get(scope["path"]) if scope["type"] == "websocket" else None
+        if handler is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # what `ws.app` reads, as Starlette would set it
+        make_abortable(scope, send, self.flooded)
+        await handler(WebSocket(scope, receive, send))
+
+
+def create_app(config: ServerConfig | None = None, clock: Callable[[], float] = time.time) -> App:
     config = config or ServerConfig()
     runtime = Runtime(config, clock)
 
@@ -101,21 +138,21 @@ def create_app(
         yield
         await runtime.shutdown()
 
-    app = Starlette(
+    app = App(
+        sockets={"/ws": shopper_socket, **HANDOFF_SOCKETS},
+        flooded=runtime.flooded,
         routes=[
             Route("/", demo_page),
             Route("/widget.js", widget_js),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
-            WebSocketRoute("/ws", shopper_socket),
             *HANDOFF_ROUTES,
             *INSIGHTS_ROUTES,
         ],
         # Inside Starlette's error handling, outside the routes. BodyLimits: a body over the
         # limit or too slow is answered there (413, 408), whichever route was reading it.
         middleware=[
-            Middleware(Abortable, flooded=runtime.flooded),
             Middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout=config.body_timeout),
         ],
         lifespan=lifespan,
@@ -124,7 +161,7 @@ def create_app(
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> App:
     """The factory `flowengine serve` gives uvicorn (each worker builds its own)."""
     redact.install()
     raw = os.environ.get("FLOWENGINE_SERVER_CONFIG")

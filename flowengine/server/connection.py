@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .. import frames, jsontext
@@ -77,7 +77,7 @@ async def send_frame(ws: WebSocket, frame: frames.Frame, timeout: float | None =
     return True
 
 
-TRANSPORT = "flowengine.transport"  # where `Abortable` puts the connection's transport
+TRANSPORT = "flowengine.transport"  # where `make_abortable` puts the connection's transport
 
 
 def abort(ws: WebSocket) -> None:
@@ -85,7 +85,7 @@ def abort(ws: WebSocket) -> None:
 
     A client that stops reading fills the transport's buffer; from then on every send waits,
     and a close (which sends a frame, then flushes) would wait for ever too. ASGI has no
-    message for "abort": `Abortable` finds the transport where the server offers it.
+    message for "abort": `make_abortable` finds the transport where the server offers it.
     """
     transport = ws.scope.get(TRANSPORT)
     if transport is not None:
@@ -105,27 +105,18 @@ async def hang_up(ws: WebSocket, code: int, grace: float = 0.5) -> None:
         asyncio.get_running_loop().call_later(grace, transport.abort)
 
 
-class Abortable:
-    """ASGI middleware, outermost on a socket's way in: puts the connection's transport into
-    the scope, so a socket can be dropped (uvicorn's `send` belongs to its protocol, which
-    holds the transport), and tells a protocol that polices its own frames (pings, which the
-    app never sees) whom to report a flood to: `flooded(scope)`. On a server without these
-    nothing is added, and `abort` and `hang_up` only close."""
-
-    def __init__(self, app: ASGIApp, flooded: Callable[[Scope], None] | None = None) -> None:
-        self.app = app
-        self.flooded = flooded
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            protocol = getattr(send, "__self__", None)
-            transport = getattr(protocol, "transport", None)
-            if transport is not None and hasattr(transport, "abort"):
-                scope = {**scope, TRANSPORT: transport}
-            if self.flooded is not None and protocol is not None and hasattr(protocol, "on_flood"):
-                report, seen = self.flooded, scope
-                protocol.on_flood = lambda: report(seen)
-        await self.app(scope, receive, send)
+def make_abortable(scope: Scope, send: Send, flooded: Callable[[Scope], None] | None) -> None:
+    """On a socket's way in: put the connection's transport into its scope, so the socket can
+    be dropped (uvicorn's `send` belongs to its protocol, which holds the transport), and tell
+    a protocol that polices its own frames (pings, which the app never sees) whom to report a
+    flood to: `flooded(scope)`. On a server without these nothing is added, and `abort` and
+    `hang_up` only close."""
+    protocol = getattr(send, "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    if transport is not None and hasattr(transport, "abort"):
+        scope[TRANSPORT] = transport
+    if flooded is not None and protocol is not None and hasattr(protocol, "on_flood"):
+        protocol.on_flood = flooded  # called with the protocol's scope: this one
 
 
 class Follower:

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .guard import TokenBucket
+from .lean_primitives import LeanEvent, LeanQueue
 
 log = logging.getLogger("flowengine.http")
 
@@ -162,13 +163,21 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
       rate cannot cover them: they have their own (`PING_RATE`, bursts of `PING_BURST`; a
       browser sends none, uvicorn's own keep-alive needs one pong in 20 s). One over the rate
       is not answered; `PING_FLOOD` of them drop the connection.
+
+    And it keeps less for a socket's life (memory per idle socket is a goal of its own): the
+    receive queue and the "writable" flag allocate nothing until used (`lean_primitives`),
+    and the handshake's request, response and headers are let go once the socket is accepted.
     """
 
     header_timeout: float | None = None  # None: the server config in the environment
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.on_flood: Callable[[], None] | None = None
+        # Nothing has been queued or awaited yet: uvicorn created these, then set `writable`.
+        self.queue = LeanQueue()  # type: ignore[assignment]
+        self.writable = LeanEvent()  # type: ignore[assignment]
+        self.writable.set()
+        self.on_flood: Callable[[Scope], None] | None = None  # told the socket's scope
         self._control = TokenBucket(PING_RATE, PING_BURST)
         self._control_dropped = 0
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -192,9 +201,12 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept":
+        if message["type"] == "websocket.accept" and self.request is not None:
             # uvicorn keeps the handshake's request and response (their headers) for the
-            # connection's life and never reads them again: ~3 KiB per idle socket.
+            # connection's life and never reads them again, nor does websockets, whose parser
+            # still holds the request: ~5 KiB per idle socket. (The app reads the headers from
+            # the ASGI scope, a copy.)
+            self.request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
         elif message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # A refusal (429) is a finished handshake: uvicorn would log an ERROR
@@ -219,8 +231,8 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self._control_dropped += 1
         if self._control_dropped == PING_FLOOD:  # once: what is left of the read is dropped
             log.warning("dropped a WebSocket client flooding pings")
-            if self.on_flood is not None:  # its address cools down (set by `Abortable`)
-                self.on_flood()
+            if self.on_flood is not None:  # its address cools down (`make_abortable`)
+                self.on_flood(self.scope)  # type: ignore[arg-type]  # an ASGI scope
             self._drop()
         return False
 
