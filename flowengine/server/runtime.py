@@ -56,12 +56,16 @@ class Hub:
         self.store = store
         self.sessions = sessions
         self.tasks = tasks
-        self.followers: dict[str, set[Follower]] = {}
+        # A list, not a set: a session has one follower or a few, and a set of one is 216 bytes
+        # of every idle socket.
+        self.followers: dict[str, list[Follower]] = {}
         store.set_listener(self)
 
     async def attach(self, sid: str, follower: Follower) -> None:
         first = sid not in self.followers
-        self.followers.setdefault(sid, set()).add(follower)
+        followers = self.followers.setdefault(sid, [])
+        if follower not in followers:
+            followers.append(follower)
         if first:
             with contextlib.suppress(Exception):  # pub/sub down: reads repair it later
                 await self.store.watch(sid)
@@ -72,7 +76,8 @@ class Hub:
         followers = self.followers.get(sid)
         if followers is None:
             return
-        followers.discard(follower)
+        with contextlib.suppress(ValueError):
+            followers.remove(follower)
         if left and follower.shopper and not any(f.shopper for f in followers):
             await self.sessions.left(sid)
         if not followers:

@@ -20,7 +20,7 @@ from .base import ChatView, Commit, Fold, Listener, SessionRecord
 MAX_EVENTS = 100_000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Session:
     # Kept as JSON text, as Redis keeps them: a copy nobody can change through a reference, in
     # a third of the memory of the dicts, and cheaper to make than a deep copy.
@@ -30,7 +30,9 @@ class _Session:
     updated_at: float
     expires: float
     log: list[str] = field(default_factory=list)
-    actions: set[str] = field(default_factory=set)
+    # The action ids applied; None until the first (an empty set is 216 bytes, and most
+    # sessions opened by a page view never act).
+    actions: set[str] | None = None
 
 
 def _text(value: Any) -> str:
@@ -51,7 +53,9 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._sessions: dict[str, _Session] = {}
         self._versions: dict[str, tuple[dict[str, Any], float]] = {}
-        self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        # The analytics log, each event as JSON text (a third of a dict's memory; a copy, as
+        # Redis keeps it): parsed when read or folded.
+        self._events: deque[str] = deque(maxlen=MAX_EVENTS)
         self._appended = 0  # events ever appended: the insights cursor counts in these
         self._consumed = 0  # events the insights consumer has folded
         self._insights: dict[str, dict[str, int]] = {}  # day -> field -> value
@@ -89,7 +93,7 @@ class MemoryStore:
         s = self._live(sid)
         if s is None:
             return None
-        applied = action_id is not None and action_id in s.actions
+        applied = action_id is not None and s.actions is not None and action_id in s.actions
         return SessionRecord(sid, jsontext.loads(s.state), s.rev, s.seq, s.updated_at, applied)
 
     async def commit(
@@ -104,7 +108,7 @@ class MemoryStore:
         now: float,
     ) -> Commit:
         s = self._live(sid)
-        if s is not None and action_id and action_id in s.actions:
+        if s is not None and action_id and s.actions is not None and action_id in s.actions:
             return Commit("duplicate", s.rev, s.seq)
         if rev == 0:
             if s is not None:
@@ -124,6 +128,8 @@ class MemoryStore:
         s.updated_at = now
         s.expires = self._clock() + ttl
         if action_id:
+            if s.actions is None:
+                s.actions = set()
             s.actions.add(action_id)
         self._sweep()
         if events and sid in self._watched and self._listener is not None:
@@ -153,11 +159,12 @@ class MemoryStore:
             self._versions[version] = (item[0], self._clock() + ttl)
 
     async def append_events(self, events: list[dict[str, Any]]) -> None:
-        self._events.extend(jsontext.copied(events))
+        self._events.extend(_text(e) for e in events)
         self._appended += len(events)
 
     async def read_events(self, count: int = 100) -> list[dict[str, Any]]:
-        return list(self._events)[-count:]
+        start = max(len(self._events) - count, 0)
+        return [jsontext.loads(e) for e in itertools.islice(self._events, start, None)]
 
     # -- insights (InsightsStore) --------------------------------------------------------------
     async def consume_events(
@@ -167,7 +174,7 @@ class MemoryStore:
         # Events that fell off the capped log before being consumed are skipped.
         first = max(self._consumed, self._appended - len(self._events))
         offset = first - (self._appended - len(self._events))
-        batch = list(itertools.islice(self._events, offset, offset + count))
+        batch = [jsontext.loads(e) for e in itertools.islice(self._events, offset, offset + count)]
         if not batch:
             return 0
         increments = fold(batch)  # computed before anything changes (the fold is pure)
@@ -188,7 +195,7 @@ class MemoryStore:
         gone = 0
         first = self._appended - len(self._events)  # the log's first event, as counted
         while self._events and first + gone < self._consumed:
-            if _time(self._events[0]) >= before:
+            if _time(jsontext.loads(self._events[0])) >= before:
                 break
             self._events.popleft()
             gone += 1
