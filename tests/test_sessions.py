@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
+
+import pytest
 
 from flowengine.actions.demo_backend import DemoBackend
 from flowengine.actions.perform import BackendActions
@@ -12,9 +15,10 @@ from flowengine.handoff.accounts import open_accounts
 from flowengine.handoff.config import HandoffConfig
 from flowengine.handoff.service import HandoffService
 from flowengine.handoff.webhooks import Webhooks
+from flowengine.language import load_project
 from flowengine.server.analytics import Analytics
 from flowengine.server.config import ServerConfig
-from flowengine.server.flows import FlowRegistry
+from flowengine.server.flows import FlowRegistry, precompiled
 from flowengine.server.metrics import Metrics
 from flowengine.server.protocol import Hello
 from flowengine.server.redact import RedactingFilter, redact
@@ -101,3 +105,19 @@ def test_logs_never_show_emails_or_order_numbers() -> None:
     )
     RedactingFilter().filter(record)
     assert record.getMessage() == "order #… for <email>"
+
+
+def test_flows_serve_has_just_validated_are_taken_once_not_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` compiles the flows to check them before it opens a port; the app it builds next
+    in the same process starts from that result (the same directory, however it is named),
+    and only once: a reload reads the files again."""
+    shutil.copytree(FLOWS, tmp_path / "flows")
+    monkeypatch.chdir(tmp_path)
+    checked = load_project(["flows"])
+    precompiled("flows", checked)
+    registry = FlowRegistry(str(tmp_path / "flows"), MemoryStore(), version_ttl=3600)
+    assert registry.load() is checked.project
+    again = registry.load()
+    assert again is not checked.project and again.version == checked.project.version

@@ -181,6 +181,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("the flows do not validate; not serving them", file=sys.stderr)
         return 1
     from ..actions.declared import environment_problem
+    from ..server.flows import precompiled
+
+    precompiled(args.flows, result)  # the app below, in this process, starts from these
 
     if result.project is not None and (problem := environment_problem(result.project)):
         print(problem, file=sys.stderr)
