@@ -21,6 +21,17 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+def _enlist(
+    waiters: list[asyncio.Future[None]] | None,
+) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
+    """A new waiter, added to `waiters` (created on the first)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if waiters is None:
+        waiters = []
+    waiters.append(waiter)
+    return waiters, waiter
+
+
 def _wake_first(waiters: list[asyncio.Future[None]] | None) -> None:
     for waiter in waiters or ():
         if not waiter.done():
@@ -51,10 +62,7 @@ class LeanQueue(Generic[T]):
 
     async def get(self) -> T:
         while not self._items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = []
-            self._getters.append(waiter)
+            self._getters, waiter = _enlist(self._getters)
             try:
                 await waiter
             except BaseException:
@@ -92,10 +100,7 @@ class LeanEvent:
     async def wait(self) -> bool:
         if self._value:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
+        self._waiters, waiter = _enlist(self._waiters)
         try:
             await waiter
             return True
