@@ -223,10 +223,10 @@ Read = TypeVar("Read")
 async def _read_twice(read: Callable[[], Awaitable[Read]]) -> Read:
     """A read (it changes nothing, so it may run twice), again once on a dropped connection.
 
-    A connection the server dropped while it sat in the pool (Redis restarted or failed over,
-    a proxy's idle timeout) fails the first command sent on it, and redis-py's pool does not
-    always notice before handing it out: the first shopper to reconnect after a Redis restart
-    was refused (`store_unavailable`, close 1011) with Redis up. redis-py has dropped that
+    The pool replaces a connection the server closed before handing it out
+    (`redis_topology.POOL_OPTIONS`), but one can still die between that check and the command
+    (Redis restarting or failing over just then, a proxy's idle timeout): a shopper's reconnect
+    would be refused (`store_unavailable`, close 1011) with Redis up. redis-py has dropped that
     connection by then; the retry takes a fresh one. Writes are not retried here: one whose
     reply was lost may have been applied, and the client resends it with its action id
     (docs/protocol.md). A timeout is not retried either: that Redis is slow, not gone."""

@@ -36,8 +36,18 @@ from redis.exceptions import (
 from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
+from redis.maint_notifications import MaintNotificationsConfig
 
 Kind = Literal["plain", "sentinel", "cluster"]
+
+# redis-py checks a pooled connection before handing it out (one the server closed is
+# reconnected), except while its "maintenance notifications" (Redis Enterprise and Cloud moving
+# shards) are on, and their default ("auto") counts as on: after a Redis restart, every pooled
+# connection failed its first command with Redis back up (a burst of shoppers refused, agent
+# consoles sent back to their login). Off for every pool here, asyncio and blocking.
+POOL_OPTIONS: dict[str, Any] = {
+    "maint_notifications_config": MaintNotificationsConfig(enabled=False)
+}
 
 # What a command may raise when the store fails: redis-py's errors, and on Cluster also its
 # cluster errors (not RedisErrors: a slot left uncovered mid-failover, no node reachable) and
@@ -134,6 +144,7 @@ def connect(
             timeout=timeout,
             health_check_interval=15,
             **common,
+            **POOL_OPTIONS,
             **extra,
         )
         return aioredis.Redis(connection_pool=pool), pool
@@ -153,6 +164,7 @@ def connect(
             max_connections=max_connections,
             health_check_interval=15,
             **common,
+            **POOL_OPTIONS,
             **tls,
         )
         return client, client.connection_pool
@@ -213,7 +225,8 @@ def sync_client(url: str, *, password: str | None, timeout: float = 3.0) -> Any:
         "decode_responses": True,
     }
     if t.kind == "plain":
-        return redis.Redis.from_url(url, **common, **({"password": password} if password else {}))
+        extra = {"password": password} if password else {}
+        return redis.Redis.from_url(url, **common, **POOL_OPTIONS, **extra)
     tls: dict[str, Any] = {"ssl": True, **t.options} if t.tls else {}
     secret = password or t.password
     if t.kind == "sentinel":
@@ -221,7 +234,13 @@ def sync_client(url: str, *, password: str | None, timeout: float = 3.0) -> Any:
             list(t.nodes), socket_timeout=timeout, **({"sentinel_kwargs": tls} if tls else {})
         )
         return sentinel.master_for(
-            t.service, db=t.db, username=t.username, password=secret, **common, **tls
+            t.service,
+            db=t.db,
+            username=t.username,
+            password=secret,
+            **common,
+            **POOL_OPTIONS,
+            **tls,
         )
     return SyncRedisCluster(
         startup_nodes=[SyncClusterNode(h, p) for h, p in t.nodes],
