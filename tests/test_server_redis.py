@@ -5,6 +5,7 @@ the point, a real redis-server that is killed and started again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import websockets
 
 from flowengine.server.config import ServerConfig
 from tests.app_server import AppServer, running
@@ -245,3 +247,46 @@ async def test_reload_on_sighup_refuses_a_broken_edit(tmp_path: Path) -> None:
     finally:
         proc.stop()
     assert "E103" in proc.log  # the refusal says why
+
+
+async def test_an_agent_console_is_not_logged_out_by_a_redis_outage(tmp_path: Path) -> None:
+    """While Redis is away a console's token cannot be checked: that is "try again"
+    (`store_unavailable`, close 1011; the console keeps its token and reconnects), not
+    "log in again" (`unauthorized`, a strike against the address, the token dropped). A
+    login meanwhile is a 503, not a 500. Once Redis is back, every console's token works at
+    once, a burst of them too (the pooled connections the old server closed are replaced)."""
+    from tests.redis_server import RedisServer
+    from tests.server_process import Agent, add_agent
+
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        password = add_agent("dana", redis_url=server.url)
+        async with AppServer(ServerConfig(redis_url=server.url)) as app:
+            agent = await Agent.login(app, "dana", password)
+            for _ in range(3):  # connections in the pool, idle
+                more = [await Agent.connect(app, agent.token) for _ in range(4)]
+                for a in more:
+                    await a.close()
+            await agent.close()
+            server.stop()
+            ws = await websockets.connect(f"ws://127.0.0.1:{app.port}/agent/ws")
+            await ws.send(json.dumps({"type": "auth", "token": agent.token}))
+            refused = json.loads(await ws.recv())
+            assert refused["code"] == "store_unavailable"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+            status, body = await app.post(
+                "/agent/api/login", {"username": "dana", "password": password}
+            )
+            assert status == 503 and "unavailable" in body["error"]
+            server.start()
+            # Each waits for its welcome: a refusal would fail it.
+            back = await asyncio.gather(*(Agent.connect(app, agent.token) for _ in range(8)))
+            for a in back:
+                await a.close()
+            login = {"username": "dana", "password": password}
+            assert (await app.post("/agent/api/login", login))[0] == 200
+    finally:
+        server.stop()

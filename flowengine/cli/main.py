@@ -621,7 +621,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if refused is not None:
         print(f"flowengine: {refused}", file=sys.stderr)
         return 2
-    code: int = args.func(args)
+    from ..store import StoreUnavailable
+
+    try:
+        code: int = args.func(args)
+    except StoreUnavailable as exc:  # Redis away (`agents`, `report`): one line, not a traceback
+        print(f"flowengine: the store is unavailable: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

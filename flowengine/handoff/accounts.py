@@ -7,10 +7,12 @@ are stored only as scrypt hashes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -101,22 +103,38 @@ class RedisAccounts:
         self._r = sync_client(url, password=password or read_password(None))
 
     def get(self, username: str) -> Account | None:
-        raw = self._r.hget(self.KEY, username)
+        with _store_errors():
+            raw = self._r.hget(self.KEY, username)
         return _decode(raw) if raw else None
 
     def all(self) -> list[Account]:
-        return sorted(
-            (_decode(v) for v in self._r.hgetall(self.KEY).values()), key=lambda a: a.username
-        )
+        with _store_errors():
+            values = self._r.hgetall(self.KEY).values()
+        return sorted((_decode(v) for v in values), key=lambda a: a.username)
 
     def put(self, account: Account) -> None:
-        self._r.hset(self.KEY, account.username, _encode(account))
+        with _store_errors():
+            self._r.hset(self.KEY, account.username, _encode(account))
 
     def remove(self, username: str) -> bool:
-        removed = bool(self._r.hdel(self.KEY, username))
-        if removed:  # close the account's open consoles on every instance now (see service.logins)
-            self._r.publish(f"fe:n:@agent:{username}", json.dumps({"logout": "*"}))
+        with _store_errors():
+            removed = bool(self._r.hdel(self.KEY, username))
+            if removed:  # close the account's open consoles on every instance now (service.logins)
+                self._r.publish(f"fe:n:@agent:{username}", json.dumps({"logout": "*"}))
         return removed
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Redis failing, as every store reports it (`StoreUnavailable`): a login the store cannot
+    check is "try again", never "wrong password" or a crash."""
+    from ..store import StoreUnavailable
+    from ..store.redis_topology import FAILURES, problem_of
+
+    try:
+        yield
+    except FAILURES as exc:
+        raise StoreUnavailable(f"agent accounts: {problem_of(exc)}: {exc}") from exc
 
 
 def open_accounts(redis_url: str | None, path: str, password: str | None = None) -> AccountBook:

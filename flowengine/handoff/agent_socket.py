@@ -286,7 +286,12 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+STORE_AWAY = "the service is briefly unavailable; reconnecting"
+
+
 async def _authenticate(ws: WebSocket, runtime: Runtime) -> tuple[Account, str] | None:
+    """The login the socket's first frame proves; None for none (a bad or old token, no
+    auth frame in time); `StoreUnavailable` when the store cannot tell."""
     try:
         first = await asyncio.wait_for(ws.receive_text(), runtime.config.hello_timeout)
         frame = decode(first)
@@ -295,7 +300,7 @@ async def _authenticate(ws: WebSocket, runtime: Runtime) -> tuple[Account, str] 
             return None
         account = await runtime.handoffs.agent_for(token)
         return (account, token) if account is not None else None
-    except (TimeoutError, ProtocolError, WebSocketDisconnect, StoreUnavailable, KeyError):
+    except (TimeoutError, ProtocolError, WebSocketDisconnect, KeyError):
         return None
 
 
@@ -312,7 +317,15 @@ async def agent_socket(ws: WebSocket) -> None:
 
 
 async def _agent_socket(ws: WebSocket, runtime: Runtime, ip: str) -> None:
-    login = await _authenticate(ws, runtime)
+    try:
+        login = await _authenticate(ws, runtime)
+    except StoreUnavailable:
+        # Not a bad login: no strike against the address, and the console keeps its token
+        # and reconnects (as after any close) until the store is back.
+        with contextlib.suppress(Exception):
+            await ws.send_json(frames.error("store_unavailable", STORE_AWAY))
+            await ws.close(code=1011)
+        return
     conn = AgentSocket(ws, runtime, *login) if login is not None else None
     if conn is None:
         runtime.agent_limits.strike(ip)  # a stream of these cools the address down

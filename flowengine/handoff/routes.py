@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..server.runtime import Runtime
+from ..store import StoreUnavailable
 from .agent_socket import agent_socket
 from .service import TOKEN_TTL, Throttled
 
@@ -86,6 +87,8 @@ async def login(request: Request) -> Response:
         return JSONResponse(
             {"error": "too many failed attempts; wait a few minutes"}, status_code=429
         )
+    except StoreUnavailable:
+        return _unavailable()
     if granted is None:
         log.warning("failed console login")
         return JSONResponse({"error": "wrong username or password"}, status_code=401)
@@ -97,8 +100,20 @@ async def logout(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if token:
-        await runtime.handoffs.logout(token)
+        try:
+            await runtime.handoffs.logout(token)
+        except StoreUnavailable:
+            return _unavailable()  # the console forgets the token either way
     return JSONResponse({"ok": True})
+
+
+def _unavailable() -> Response:
+    """The store is away (Redis restarting, failing over): nothing was decided, try again."""
+    return JSONResponse(
+        {"error": "the service is briefly unavailable; try again in a few seconds"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 ROUTES: list[BaseRoute] = [

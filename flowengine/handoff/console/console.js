@@ -479,7 +479,9 @@
     var entry = f.id ? take(f.id) : null;
     connState();
     var message = f.message || MESSAGES[f.code] || f.code;
-    if (!entry) { flash(message); return; }
+    // Not an answer to something the agent did (a background refresh, a login the store could
+    // not check): the socket closes and comes back by itself, and "Reconnecting…" says so.
+    if (!entry) { if (f.code !== "store_unavailable") flash(message); return; }
     var fr = entry.frame, sid = fr.session, c = chats[sid];
     if (fr.type === "ticket" || fr.type === "ticket_update") {
       var te = $("ticket-error");
