@@ -213,6 +213,21 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             # ("returned without completing handshake") for each one.
             self.handshake_complete = True
 
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                # Closed as uvicorn would (1007), but anyone can send this: one debug line,
+                # not an ERROR with a traceback per socket.
+                log.debug("closed a WebSocket that sent a text frame of invalid UTF-8 (1007)")
+                self.frames = []
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
     def handle_ping(self) -> None:
         if self._admit_control():
             super().handle_ping()

@@ -126,3 +126,29 @@ async def test_a_binary_or_late_first_frame_on_the_console_socket_is_unauthorize
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 1008
+
+
+async def test_invalid_utf8_closes_the_socket_with_1007_and_writes_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A text frame that is not UTF-8 ends the socket (RFC 6455: 1007), on both paths, without
+    the ERROR and traceback uvicorn logs for it: anyone could fill the log with those."""
+    import logging
+
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's own: not propagated
+    async with AppServer(ServerConfig()) as app:
+        uvicorn_log.addHandler(caplog.handler)  # after uvicorn has set its logging up
+        try:
+            for path in ("/ws", "/agent/ws"):
+                ws = await websockets.connect(f"ws://127.0.0.1:{app.port}{path}")
+                await ws.send(b"\xff\xfe{}", text=True)
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    while True:
+                        await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+            c = await Client.connect(app.ws_url)  # the server goes on
+            await c.until(lambda f: f.get("seq") == 1)
+            await c.close()
+        finally:
+            uvicorn_log.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
