@@ -65,48 +65,52 @@ ENGLISH = {
     "flow_gone": "This conversation can't continue. Please start over.",
 }
 # Per locale: the open button; "a person has already been asked for"; an unknown code; an
-# action the server could not save.
+# action the server could not save (the status line while the widget sends it again).
 LOCALES = {
     "en-US": (
         "Open chat",
         ENGLISH["already_with_agent"],
         OOPS,
-        "Not sent: the service is briefly unavailable. Please try again.",
+        "Not saved yet: the service is briefly unavailable. Sending it again…",
     ),
     "cs-CZ": (
         "Otevřít chat",
         "O spojení s kolegou jste už požádali. Chvíli prosím vydržte.",
         "Něco se pokazilo. Zkuste to prosím znovu.",
-        "Neodesláno: služba je na chvíli nedostupná. Zkuste to prosím znovu.",
+        "Zatím neuloženo: služba je na chvíli nedostupná. Posíláme znovu…",
     ),
     "th-TH": (
         "เปิดแชท",
         "คุณขอคุยกับเจ้าหน้าที่ไปแล้ว กรุณารอสักครู่",
         "เกิดข้อผิดพลาด กรุณาลองอีกครั้ง",
-        "ยังไม่ได้ส่ง: บริการไม่พร้อมใช้งานชั่วคราว กรุณาลองอีกครั้ง",
+        "ยังไม่ได้บันทึก: บริการไม่พร้อมใช้งานชั่วคราว กำลังส่งอีกครั้ง…",
     ),
     "id-ID": (
         "Buka chat",
         "Anda sudah meminta bicara dengan petugas. Mohon tunggu sebentar.",
         "Terjadi kesalahan. Silakan coba lagi.",
-        "Belum terkirim: layanan sedang tidak tersedia. Coba lagi.",
+        "Belum tersimpan: layanan sedang tidak tersedia. Mengirim ulang…",
     ),
     "ro-RO": (
         "Deschideți chatul",
         "Ați cerut deja să vorbiți cu un coleg. Vă rugăm să așteptați puțin.",
         "Ceva nu a funcționat. Încercați din nou.",
-        "Netrimis: serviciul este indisponibil momentan. Încercați din nou.",
+        "Nesalvat încă: serviciul este indisponibil momentan. Se retrimite…",
     ),
 }
 
 
 async def _routed(
-    page: Page, refuse: str | None = None, hold_menus: float = 0.0
+    page: Page,
+    refuse: set[str] | None = None,
+    hold_menus: float = 0.0,
+    sent: list[dict[str, Any]] | None = None,
 ) -> list[WebSocketRoute]:
-    """Pass the widget's socket through to the real server, except: actions of type `refuse`
-    are answered `store_unavailable` (not saved) instead; server frames that bring a menu reach
-    the page `hold_menus` seconds late (as after a slow order lookup). The routes, to add
-    frames for the page."""
+    """Pass the widget's socket through to the real server, except: actions whose type is in
+    `refuse` (a set the test may change meanwhile) are answered `store_unavailable` (not
+    saved) instead; server frames that bring a menu reach
+    the page `hold_menus` seconds late (as after a slow order lookup). Every frame the page
+    sends is added to `sent`. The routes, to add frames for the page."""
     routes: list[WebSocketRoute] = []
     loop = asyncio.get_running_loop()
 
@@ -115,7 +119,9 @@ async def _routed(
 
         def from_page(message: str | bytes) -> None:
             frame = json.loads(message)
-            if frame.get("type") == refuse:
+            if sent is not None:
+                sent.append(frame)
+            if refuse and frame.get("type") in refuse:
                 refused = {"code": "store_unavailable", "message": "not saved", "id": frame["id"]}
                 ws.send(json.dumps({"type": "error", **refused}))
             else:
@@ -148,18 +154,22 @@ async def test_server_errors_are_shown_in_the_shoppers_words(
 ) -> None:
     open_label, asked, oops, not_sent = LOCALES[locale]
     page = await pages.new(locale=locale)
-    routes = await _routed(page, refuse="choose")
+    refusing = {"choose"}
+    sent: list[dict[str, Any]] = []
+    routes = await _routed(page, refuse=refusing, sent=sent)
     await page.goto(shop.http + "/")
     await page.get_by_role("button", name=open_label).click()
     first = page.locator(".options button").first
     await expect(first).to_be_visible()
     codes = [*_documented_error_codes(), "a_code_from_a_newer_server"]
     assert {"already_with_agent", "rate_limited", "flow_gone"} <= set(codes)
-    for code in codes:
+    # store_unavailable (the store is away) is no line in the conversation: the status line.
+    lined = [c for c in codes if c != "store_unavailable"]
+    for code in lined:
         routes[-1].send(json.dumps({"type": "error", "code": code, "message": f"ENGLISH {code}"}))
     lines = page.locator("flowengine-chat .log .error")
-    await expect(lines).to_have_count(len(codes))
-    shown = dict(zip(codes, await lines.all_inner_texts(), strict=True))
+    await expect(lines).to_have_count(len(lined))
+    shown = dict(zip(lined, await lines.all_inner_texts(), strict=True))
     assert shown["already_with_agent"] == asked
     assert shown["a_code_from_a_newer_server"] == oops
     for code, text in shown.items():
@@ -168,10 +178,22 @@ async def test_server_errors_are_shown_in_the_shoppers_words(
             assert text == ENGLISH.get(code, OOPS), code
         else:
             assert text != ENGLISH.get(code, OOPS), (code, text)  # not left in English
-    # A click the server could not save says so (an error answering one of the widget's actions).
+    status = page.locator("flowengine-chat .status")
+    routes[-1].send(json.dumps({"type": "error", "code": "store_unavailable", "message": "x"}))
+    if locale == "en-US":
+        await expect(status).to_have_text(ENGLISH["store_unavailable"])
+    # A click the server could not save says so, once, and goes again by itself (same id)
+    # until it is stored: no line per try, nothing for the shopper to click again.
     await first.click()
-    await expect(lines.last).to_have_text(not_sent)
-    await expect(page.get_by_role("alert").last).to_have_text(not_sent)
+    await expect(status).to_have_text(not_sent)
+    await expect(page.get_by_role("status")).to_have_text(not_sent)
+    await page.wait_for_timeout(1500)  # the first resend comes after 1 s
+    tries = [f for f in sent if f["type"] == "choose"]
+    assert len(tries) >= 2 and len({f["id"] for f in tries}) == 1, tries
+    await expect(lines).to_have_count(len(lined))  # no error line for any try
+    refusing.clear()  # the store is back: the next try is stored and answered
+    await expect(page.locator("flowengine-chat .log .msg.shopper")).to_have_count(1, timeout=15_000)
+    await expect(status).to_have_text("")
 
 
 async def test_a_double_click_on_an_option_is_one_choice(pages: Pages, shop: AppServer) -> None:

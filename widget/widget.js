@@ -291,12 +291,12 @@
       id: "Anda mengirim pesan terlalu cepat. Mohon tunggu sebentar.",
       ro: "Trimiteți mesaje prea repede. Vă rugăm să așteptați puțin."
     },
-    notsent: {
-      en: "Not sent: the service is briefly unavailable. Please try again.",
-      cs: "Neodesláno: služba je na chvíli nedostupná. Zkuste to prosím znovu.",
-      th: "ยังไม่ได้ส่ง: บริการไม่พร้อมใช้งานชั่วคราว กรุณาลองอีกครั้ง",
-      id: "Belum terkirim: layanan sedang tidak tersedia. Coba lagi.",
-      ro: "Netrimis: serviciul este indisponibil momentan. Încercați din nou."
+    resending: {
+      en: "Not saved yet: the service is briefly unavailable. Sending it again…",
+      cs: "Zatím neuloženo: služba je na chvíli nedostupná. Posíláme znovu…",
+      th: "ยังไม่ได้บันทึก: บริการไม่พร้อมใช้งานชั่วคราว กำลังส่งอีกครั้ง…",
+      id: "Belum tersimpan: layanan sedang tidak tersedia. Mengirim ulang…",
+      ro: "Nesalvat încă: serviciul este indisponibil momentan. Se retrimite…"
     },
     unavailable: {
       en: "The service is briefly unavailable. Please try again in a moment.",
@@ -703,13 +703,15 @@
     }
 
     // An error line in the widget's words, by code; never the server's (English) message.
-    function errorText(code, answered) {
-      if (code === "store_unavailable" && answered) return T.notsent;
+    function errorText(code) {
       return T[has(ERRORS, code) ? ERRORS[code] : "oops"];
     }
 
     // -- connection --------------------------------------------------------------------------
     var ws = null, backoff = 500, pending = [], counter = 0, everConnected = false, fresh = true, retry = null;
+    // Actions the server could not store (store_unavailable) are sent again, with their ids
+    // (applied once), after a growing pause; one status line says so, not a line per try.
+    var resendDelay = 1000, resendTimer = null;
 
     function setStatus(text) { status.textContent = text || ""; status.style.display = text ? "block" : "none"; }
 
@@ -730,7 +732,9 @@
     function connect() {
       clearTimeout(retry);
       try { ws = new WebSocket(wsUrl); } catch (e) { schedule(); return; }
-      ws.onopen = function () { backoff = 500; ws.send(JSON.stringify(hello())); };
+      // The back-off starts over once a session is open, not when the socket opens: a server
+      // that opens sockets but cannot reach its store must not be asked every half second.
+      ws.onopen = function () { ws.send(JSON.stringify(hello())); };
       ws.onmessage = function (m) {
         var f;
         try { f = JSON.parse(m.data); } catch (e) { return; }
@@ -745,19 +749,31 @@
         // reset: the server lost events this page showed (a failover); the whole transcript follows.
         if (f.session !== store.get("session") || fresh || f.reset) { log.textContent = ""; reset(); }
         fresh = false;
+        backoff = 500;
         store.set("session", f.session);
         everConnected = true;
         setStatus(f.expired ? T.expired : "");
         each(pending, function (p) { ws.send(JSON.stringify(p)); }); // resent once; ids dedupe
       } else if (f.type === "ack") {
         pending = without(pending, f.id);
-        if (!pending.length && status.textContent === T.queuedoffline) setStatus("");
+        resendDelay = 1000;
+        if (!pending.length && (status.textContent === T.queuedoffline || status.textContent === T.resending)) setStatus("");
+      } else if (f.type === "error" && f.code === "store_unavailable") {
+        // Nothing was stored: the action stays pending and goes again; a refused hello is
+        // followed by a close, and the reconnect (with its back-off) tries again.
+        var refused = without(pending, f.id).length !== pending.length;
+        setStatus(refused ? T.resending : T.unavailable);
+        if (refused) {
+          setTyping(false);
+          clearTimeout(resendTimer);
+          resendTimer = setTimeout(resend, resendDelay);
+          resendDelay = Math.min(resendDelay * 2, 10000);
+        }
       } else if (f.type === "error") {
-        var answered = without(pending, f.id).length !== pending.length;
         pending = without(pending, f.id);
         setTyping(false);
         chosen = false;
-        note(errorText(f.code, answered), "error");
+        note(errorText(f.code), "error");
       } else if (f.type === "typing" && f.from === "agent") {
         setTyping(true);
       } else if (f.type === "position") {
@@ -766,6 +782,9 @@
         show(f);
         controls();
       }
+    }
+    function resend() {
+      if (ws && ws.readyState === 1 && !fresh) each(pending, function (p) { ws.send(JSON.stringify(p)); });
     }
     function schedule() {
       setStatus(everConnected ? T.reconnecting : T.connecting);
