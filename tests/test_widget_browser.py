@@ -224,6 +224,11 @@ async def test_a_message_typed_while_offline_is_sent_once_after_reconnecting(
         await expect(page.get_by_role("status")).to_have_text("Reconnecting…")
         await say(page, "1003")
         await expect(page.get_by_role("status")).to_contain_text("Offline")
+        # Reconnect attempts fail meanwhile: the promise stays, not only "Reconnecting…".
+        for _ in range(3):
+            await page.clock.fast_forward(11_000)
+            await page.wait_for_timeout(300)  # the refused connection closes (real time)
+        await expect(page.get_by_role("status")).to_contain_text("Offline")
         # A new server where the old one was, on the same Redis: the session is still there.
         server = await AppServer(config, port=server.port).start()
         await page.clock.fast_forward(11_000)  # past the longest backoff (10 s and a jitter)

@@ -787,7 +787,10 @@
       if (ws && ws.readyState === 1 && !fresh) each(pending, function (p) { ws.send(JSON.stringify(p)); });
     }
     function schedule() {
-      setStatus(everConnected ? T.reconnecting : T.connecting);
+      // Something the shopper sent is waiting: say it will go, rather than only "Reconnecting…"
+      // (that line replaced the promise within a second, and the message was nowhere).
+      var waitingToSend = pending.some(function (p) { return p.type === "text"; });
+      setStatus(waitingToSend ? T.queuedoffline : everConnected ? T.reconnecting : T.connecting);
       retry = setTimeout(connect, backoff + Math.random() * 300);
       backoff = Math.min(backoff * 2, 10000);
     }
