@@ -436,6 +436,30 @@ async def test_a_refused_login_goes_back_to_the_form_without_reloading(
     assert len(loads) == 1, loads
 
 
+async def test_a_logout_the_server_could_not_make_does_not_pretend(
+    pages: Pages, server: AppServer
+) -> None:
+    """With the store away, logout is a 503: the token is still good everywhere, so the
+    console stays, says so, and logs out on the next try that works."""
+    page = await _console(pages, server)
+    refuse = {"on": True}
+
+    async def logout(route: Any) -> None:
+        if refuse["on"]:
+            await route.fulfill(status=503, json={"error": "briefly unavailable"})
+        else:
+            await route.continue_()
+
+    await page.route("**/agent/api/logout", logout)
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.locator("#conn")).to_contain_text("Not logged out")
+    await expect(page.get_by_role("button", name="Log in")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('fe-console-token')") is not None
+    refuse["on"] = False
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+
 async def test_an_admin_sees_other_agents_chats_and_takes_one_over(
     pages: Pages, server: AppServer
 ) -> None:

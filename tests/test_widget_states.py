@@ -428,3 +428,44 @@ async def test_contrast_in_light_and_dark(
             if _contrast(fg, bg) < least
         ]
         assert low == [], low
+
+
+async def test_a_server_without_its_store_is_said_through_the_reconnects(
+    pages: Pages, shop: AppServer
+) -> None:
+    """A page loaded while the store is away: every hello is refused (store_unavailable, then
+    a close) until it is back. The status line keeps saying the service is unavailable, not
+    a bare "Connecting…" over an empty chat; no error line piles up; and the reconnects slow
+    down (the back-off grows until a session opens)."""
+    away = {"on": True}
+    hellos: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    def route(ws: WebSocketRoute) -> None:
+        server = None if away["on"] else ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if server is not None:
+                server.send(message)
+            elif json.loads(message).get("type") == "hello":
+                hellos.append(loop.time())
+                ws.send(json.dumps({"type": "error", "code": "store_unavailable", "message": "x"}))
+                loop.call_soon(lambda: asyncio.ensure_future(ws.close(code=1011)))
+
+        ws.on_message(from_page)
+        if server is not None:
+            server.on_message(lambda m: ws.send(m))
+
+    page = await pages.new()
+    await page.route_web_socket(re.compile(r"/ws$"), route)
+    await page.goto(shop.http + "/")
+    await page.get_by_role("button", name="Open chat").click()
+    status = page.locator("flowengine-chat .status")
+    await page.wait_for_timeout(3500)
+    await expect(status).to_have_text(ENGLISH["store_unavailable"])
+    await expect(page.locator("flowengine-chat .log .error")).to_have_count(0)
+    assert 2 <= len(hellos) <= 4, hellos  # 0.5, 1, 2 s apart (with jitter), not every 0.5 s
+    away["on"] = False
+    menu = page.locator("flowengine-chat .options button").first
+    await expect(menu).to_be_visible(timeout=15_000)
+    await expect(status).to_have_text("")

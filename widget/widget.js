@@ -712,6 +712,9 @@
     // Actions the server could not store (store_unavailable) are sent again, with their ids
     // (applied once), after a growing pause; one status line says so, not a line per try.
     var resendDelay = 1000, resendTimer = null;
+    // The server answered, but without its store (a refused hello): said until a session opens,
+    // through the reconnects, instead of a bare "Connecting…" over an empty chat.
+    var storeAway = false;
 
     function setStatus(text) { status.textContent = text || ""; status.style.display = text ? "block" : "none"; }
 
@@ -750,6 +753,7 @@
         if (f.session !== store.get("session") || fresh || f.reset) { log.textContent = ""; reset(); }
         fresh = false;
         backoff = 500;
+        storeAway = false;
         store.set("session", f.session);
         everConnected = true;
         setStatus(f.expired ? T.expired : "");
@@ -762,6 +766,7 @@
         // Nothing was stored: the action stays pending and goes again; a refused hello is
         // followed by a close, and the reconnect (with its back-off) tries again.
         var refused = without(pending, f.id).length !== pending.length;
+        if (!refused) storeAway = true;
         setStatus(refused ? T.resending : T.unavailable);
         if (refused) {
           setTyping(false);
@@ -790,7 +795,7 @@
       // Something the shopper sent is waiting: say it will go, rather than only "Reconnecting…"
       // (that line replaced the promise within a second, and the message was nowhere).
       var waitingToSend = pending.some(function (p) { return p.type === "text"; });
-      setStatus(waitingToSend ? T.queuedoffline : everConnected ? T.reconnecting : T.connecting);
+      setStatus(waitingToSend ? T.queuedoffline : storeAway ? T.unavailable : everConnected ? T.reconnecting : T.connecting);
       retry = setTimeout(connect, backoff + Math.random() * 300);
       backoff = Math.min(backoff * 2, 10000);
     }
@@ -800,9 +805,12 @@
       counter += 1;
       frame.id = "w" + Date.now().toString(36) + counter;
       pending.push(frame);
-      if (frame.type !== "restart") setTyping(true);
-      if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
-      else setStatus(T.queuedoffline);
+      if (ws && ws.readyState === 1) {
+        ws.send(JSON.stringify(frame));
+        if (frame.type !== "restart") setTyping(true);
+      } else {
+        setStatus(T.queuedoffline);  // no typing dots: nobody is answering it yet
+      }
     }
 
     var lastTyping = 0;

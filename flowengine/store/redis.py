@@ -1021,6 +1021,8 @@ class RedisStore:
                 if self._stale:
                     await asyncio.sleep(0.5)
                     self._stale = not await self._resubscribe()
+                    if not self._stale:  # the pair of "connection lost"
+                        log.info("pub/sub connection back (%d sessions)", len(self._watched))
                     continue
                 message = await self._next_message()
                 if message and message.get("type") in ("message", "smessage"):

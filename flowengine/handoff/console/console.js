@@ -93,10 +93,15 @@
       .catch(function () { $("login-error").textContent = "the server cannot be reached"; });
   });
 
+  // Logged out only when the server says so: a login it could not end (its store away) would
+  // stay good for hours on any copy of the token, so the console stays and says why.
   $("logout").addEventListener("click", function () {
     fetch("/agent/api/logout", { method: "POST", headers: { Authorization: "Bearer " + token } })
-      .catch(function () { /* the token is forgotten here either way */ });
-    toLogin("You are logged out.");
+      .then(function (r) {
+        if (r.ok) toLogin("You are logged out.");
+        else flash("Not logged out: the service is briefly unavailable. Try again in a few seconds.");
+      })
+      .catch(function () { flash("Not logged out: the server cannot be reached. Try again."); });
   });
 
   // Back to the login form (logged out, or the server no longer accepts the login): no reload,
