@@ -366,6 +366,44 @@ async def test_a_reply_typed_while_the_server_is_down_is_stored_once(
         await server.stop()
 
 
+async def test_a_hand_back_the_store_refused_leaves_the_chat_yours_and_says_so(
+    pages: Pages, server: AppServer
+) -> None:
+    """An action the server could not store (store_unavailable): "My chats" says the chat is
+    yours again at once (it said "working…" until the shopper next wrote), and the reason is
+    in the console's words, not the server's."""
+    page = await pages.new(SIZE)
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "handback":
+                refused = {"code": "store_unavailable", "message": "not saved; try again"}
+                ws.send(json.dumps({"type": "error", "id": frame["id"], **refused}))
+                return
+            upstream.send(message)
+
+        ws.on_message(up)
+        upstream.on_message(lambda m: ws.send(m))
+
+    await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
+    await page.goto(server.http + "/agent")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
+    kim = await _shopper(server, "Kim")
+    await _claim(page, "Kim")
+    await page.get_by_role("button", name="Hand back to bot").click()
+    await expect(page.locator("#chat-error")).to_contain_text("cannot reach its store")
+    await expect(page.locator("#mine")).to_contain_text("yours")
+    await expect(page.locator("#mine")).not_to_contain_text("working")
+    await expect(page.get_by_role("button", name="Hand back to bot")).to_be_enabled()
+    await kim.close()
+
+
 async def test_a_reply_whose_ack_was_lost_is_resent_and_stored_once(
     pages: Pages, server: AppServer
 ) -> None:

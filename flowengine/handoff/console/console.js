@@ -518,8 +518,10 @@
       return;
     }
     if (c && (fr.type === "close" || fr.type === "handback" || fr.type === "transfer")) {
-      c.acting = null;
+      c.acting = null;  // not done: the chat is still yours (and "My chats" says so again)
       if (f.code === "nobody_online") message = "Nobody in " + fr.team + " is online; the chat stays with you.";
+      if (f.code === "store_unavailable") message = MESSAGES.store_unavailable;
+      renderMine();
       if (c.sid === active) renderChatState();
     }
     if (sid) chatError(sid, message); else flash(message);
