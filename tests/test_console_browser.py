@@ -404,6 +404,50 @@ async def test_a_hand_back_the_store_refused_leaves_the_chat_yours_and_says_so(
     await kim.close()
 
 
+async def test_a_reply_the_store_refused_goes_again_by_itself_and_is_stored_once(
+    pages: Pages, server: AppServer
+) -> None:
+    """While the store is away a reply is refused (store_unavailable): the console shows it as
+    "sending again…" and sends it again itself, same id, until it is stored; the agent does
+    nothing, the shopper gets it once."""
+    page = await pages.new(SIZE)
+    refusals = {"left": 2}
+    tries: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "reply":
+                tries.append(frame["id"])
+                if refusals["left"]:
+                    refusals["left"] -= 1
+                    refused = {"code": "store_unavailable", "message": "not saved; try again"}
+                    ws.send(json.dumps({"type": "error", "id": frame["id"], **refused}))
+                    return
+            upstream.send(message)
+
+        ws.on_message(up)
+        upstream.on_message(lambda m: ws.send(m))
+
+    await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
+    await page.goto(server.http + "/agent")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
+    lee = await _shopper(server, "Lee")
+    await _claim(page, "Lee")
+    await _reply(page, "Back in a moment, Lee")
+    await expect(page.locator("#transcript li.pending")).to_contain_text("sending again")
+    await lee.until(_from_agent, timeout=10)
+    await expect(page.locator("#transcript li.pending")).to_have_count(0)
+    assert len(tries) == 3 and len(set(tries)) == 1, tries
+    assert _said_by_agent(lee) == ["Back in a moment, Lee"]
+    await lee.close()
+
+
 async def test_a_reply_whose_ack_was_lost_is_resent_and_stored_once(
     pages: Pages, server: AppServer
 ) -> None:

@@ -480,7 +480,25 @@
     rate_limited: "Too many messages at once; try again in a moment."
   };
 
+  // A reply the server could not store (its store away) goes again by itself, with its id (so
+  // it is stored once), after 1 s, then 2, 4, up to 10 s, shown as "sending again…" meanwhile:
+  // nothing for the agent to retry by hand once the store is back.
+  function resendLater(entry) {
+    entry.delay = Math.min((entry.delay || 500) * 2, 10000);
+    setTimeout(function () { if (outbox.indexOf(entry) >= 0) transmit(entry.frame); }, entry.delay);
+  }
+
   function onError(f) {
+    var waiting = f.code === "store_unavailable" && f.id ? outbox.filter(function (e) { return e.frame.id === f.id; })[0] : null;
+    if (waiting && waiting.frame.type === "reply") {
+      var rc = chats[waiting.frame.session];
+      if (rc) {
+        rc.pending.forEach(function (p) { if (p.id === f.id) p.retrying = true; });
+        if (rc.sid === active) renderPending(rc);
+      }
+      resendLater(waiting);
+      return;
+    }
     var entry = f.id ? take(f.id) : null;
     connState();
     var message = f.message || MESSAGES[f.code] || f.code;
@@ -917,7 +935,8 @@
     Array.prototype.slice.call(t.querySelectorAll("li.pending")).forEach(function (n) { t.removeChild(n); });
     c.pending.forEach(function (p) {
       var li = el("li", null, "agent pending" + (p.error ? " failed" : ""));
-      li.appendChild(el("span", (me ? me.name : "You") + " · " + (p.error ? "not sent: " + p.error : "sending…"), "who"));
+      var how = p.error ? "not sent: " + p.error : p.retrying ? "not stored yet (the server cannot reach its store); sending again…" : "sending…";
+      li.appendChild(el("span", (me ? me.name : "You") + " · " + how, "who"));
       li.appendChild(el("span", p.text, "text"));
       if (p.error && c.status === "mine") {
         var retry = el("button", "Retry");
