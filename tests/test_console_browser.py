@@ -70,13 +70,49 @@ async def server(tmp_path: Path) -> AsyncIterator[AppServer]:
 async def _console(pages: Pages, server: AppServer, username: str = "alice") -> Page:
     """A console logged in as `username`, online (its first queue frame has come)."""
     page = await pages.new(SIZE)
+    await _log_in(page, server, username)
+    return page
+
+
+async def _log_in(page: Page, server: AppServer, username: str = "alice") -> None:
     await page.goto(server.http + "/agent")
     await page.get_by_label("Username").fill(username)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#me")).to_contain_text(username.capitalize())
     await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
-    return page
+
+
+async def _console_refusing(
+    pages: Pages, server: AppServer, kind: str, times: int
+) -> tuple[Page, list[str]]:
+    """A console logged in as alice whose first `times` actions of type `kind` are answered
+    `store_unavailable` (the store away) instead of reaching the server; later ones pass.
+    Also the ids of every `kind` frame it sent."""
+    page = await pages.new(SIZE)
+    left = [times]
+    sent: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == kind:
+                sent.append(frame["id"])
+                if left[0]:
+                    left[0] -= 1
+                    refused = {"code": "store_unavailable", "message": "not saved; try again"}
+                    ws.send(json.dumps({"type": "error", "id": frame["id"], **refused}))
+                    return
+            upstream.send(message)
+
+        ws.on_message(up)
+        upstream.on_message(lambda m: ws.send(m))
+
+    await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
+    await _log_in(page, server)
+    return page, sent
 
 
 async def _shopper(server: AppServer, name: str, say: str | None = None) -> Client:
@@ -372,28 +408,7 @@ async def test_a_hand_back_the_store_refused_leaves_the_chat_yours_and_says_so(
     """An action the server could not store (store_unavailable): "My chats" says the chat is
     yours again at once (it said "working…" until the shopper next wrote), and the reason is
     in the console's words, not the server's."""
-    page = await pages.new(SIZE)
-
-    def route(ws: WebSocketRoute) -> None:
-        upstream = ws.connect_to_server()
-
-        def up(message: str | bytes) -> None:
-            frame = json.loads(message) if isinstance(message, str) else {}
-            if frame.get("type") == "handback":
-                refused = {"code": "store_unavailable", "message": "not saved; try again"}
-                ws.send(json.dumps({"type": "error", "id": frame["id"], **refused}))
-                return
-            upstream.send(message)
-
-        ws.on_message(up)
-        upstream.on_message(lambda m: ws.send(m))
-
-    await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
-    await page.goto(server.http + "/agent")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
+    page, _ = await _console_refusing(pages, server, "handback", times=10**6)
     kim = await _shopper(server, "Kim")
     await _claim(page, "Kim")
     await page.get_by_role("button", name="Hand back to bot").click()
@@ -410,33 +425,7 @@ async def test_a_reply_the_store_refused_goes_again_by_itself_and_is_stored_once
     """While the store is away a reply is refused (store_unavailable): the console shows it as
     "sending again…" and sends it again itself, same id, until it is stored; the agent does
     nothing, the shopper gets it once."""
-    page = await pages.new(SIZE)
-    refusals = {"left": 2}
-    tries: list[str] = []
-
-    def route(ws: WebSocketRoute) -> None:
-        upstream = ws.connect_to_server()
-
-        def up(message: str | bytes) -> None:
-            frame = json.loads(message) if isinstance(message, str) else {}
-            if frame.get("type") == "reply":
-                tries.append(frame["id"])
-                if refusals["left"]:
-                    refusals["left"] -= 1
-                    refused = {"code": "store_unavailable", "message": "not saved; try again"}
-                    ws.send(json.dumps({"type": "error", "id": frame["id"], **refused}))
-                    return
-            upstream.send(message)
-
-        ws.on_message(up)
-        upstream.on_message(lambda m: ws.send(m))
-
-    await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
-    await page.goto(server.http + "/agent")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
+    page, tries = await _console_refusing(pages, server, "reply", times=2)
     lee = await _shopper(server, "Lee")
     await _claim(page, "Lee")
     await _reply(page, "Back in a moment, Lee")
@@ -475,11 +464,7 @@ async def test_a_reply_whose_ack_was_lost_is_resent_and_stored_once(
         upstream.on_message(down)
 
     await page.route_web_socket(re.compile(r".*/agent/ws$"), route)
-    await page.goto(server.http + "/agent")
-    await page.get_by_label("Username").fill("alice")
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    await expect(page.locator("#queue")).not_to_have_attribute("aria-busy", "true")
+    await _log_in(page, server)
     max_ = await _shopper(server, "Max")
     await _claim(page, "Max")
     await _reply(page, "Once only, Max")
