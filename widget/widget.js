@@ -757,7 +757,7 @@
         store.set("session", f.session);
         everConnected = true;
         setStatus(f.expired ? T.expired : "");
-        each(pending, function (p) { ws.send(JSON.stringify(p)); }); // resent once; ids dedupe
+        sendPending();
       } else if (f.type === "ack") {
         pending = without(pending, f.id);
         resendDelay = 1000;
@@ -771,7 +771,7 @@
         if (refused) {
           setTyping(false);
           clearTimeout(resendTimer);
-          resendTimer = setTimeout(resend, resendDelay);
+          resendTimer = setTimeout(sendPending, resendDelay);
           resendDelay = Math.min(resendDelay * 2, 10000);
         }
       } else if (f.type === "error") {
@@ -788,7 +788,9 @@
         controls();
       }
     }
-    function resend() {
+    // Every action not yet acknowledged, again with its id (the server applies each once): on a
+    // new session after a reconnect, and after the store refused one.
+    function sendPending() {
       if (ws && ws.readyState === 1 && !fresh) each(pending, function (p) { ws.send(JSON.stringify(p)); });
     }
     function schedule() {

@@ -40,13 +40,12 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from redis.exceptions import (
     AskError,
     ClusterDownError,
-    ConnectionError,
     MovedError,
     NoScriptError,
     ReadOnlyError,
@@ -216,25 +215,6 @@ return gone
 
 # Replies that mean the slot map this process holds is out of date (Cluster).
 _MOVED = (MovedError, AskError, ClusterDownError, TryAgainError, ReadOnlyError)
-
-Read = TypeVar("Read")
-
-
-async def _read_twice(read: Callable[[], Awaitable[Read]]) -> Read:
-    """A read (it changes nothing, so it may run twice), again once on a dropped connection.
-
-    The pool replaces a connection the server closed before handing it out
-    (`redis_topology.POOL_OPTIONS`), but one can still die between that check and the command
-    (Redis restarting or failing over just then, a proxy's idle timeout): a shopper's reconnect
-    would be refused (`store_unavailable`, close 1011) with Redis up. redis-py has dropped that
-    connection by then; the retry takes a fresh one. Writes are not retried here: one whose
-    reply was lost may have been applied, and the client resends it with its action id
-    (docs/protocol.md). A timeout is not retried either: that Redis is slow, not gone."""
-    try:
-        return await read()
-    except ConnectionError:
-        return await read()
-
 
 RECONCILE_EVERY = 2.0  # seconds (replicated topologies only)
 
@@ -490,17 +470,14 @@ class RedisStore:
     async def load(self, sid: str, action_id: str | None = None) -> SessionRecord | None:
         state_key, _, actions_key, _ = _keys(sid)
 
-        async def read() -> tuple[dict[str, str], bool]:
-            if action_id is None:
-                return await self._redis.hgetall(state_key), False
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(state_key)
-                pipe.sismember(actions_key, action_id)
-                data, applied = await pipe.execute()
-                return data, bool(applied)
-
         try:
-            data, applied = await _read_twice(read)
+            if action_id is None:
+                data, applied = await self._redis.hgetall(state_key), False
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(state_key)
+                    pipe.sismember(actions_key, action_id)
+                    data, applied = await pipe.execute()
             if applied and self.wait_replicas > 0:
                 await self._replicated(actions_key)
         except topology.FAILURES as exc:
@@ -674,9 +651,7 @@ class RedisStore:
     async def replay(self, sid: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         start = max(after_seq, 0)
         try:
-            raw = await _read_twice(
-                lambda: self._redis.lrange(_keys(sid)[1], start, start + limit - 1)
-            )
+            raw = await self._redis.lrange(_keys(sid)[1], start, start + limit - 1)
         except topology.FAILURES as exc:
             raise await self._unavailable(exc) from exc
         return [jsontext.loads(r) for r in raw]
